@@ -59,9 +59,27 @@ for unit in systemd-remount-fs.service getty.target console-getty.service \
             systemd-firstboot.service systemd-udevd.service sys-kernel-config.mount; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
-# Keep downloaded packages: test hosts share one package cache (see molecule).
+# Keep downloaded packages in a cache the controller mounts at
+# /var/cache/wops-apt: one subdirectory per host name, because apt does not
+# wait for another host's lock on a shared archives directory. Kept across
+# runs, so a host created again downloads nothing it had before.
 rm -f "$root/etc/apt/apt.conf.d/docker-clean"
 echo 'Binary::apt::APT::Keep-Downloaded-Packages "true";' >"$root/etc/apt/apt.conf.d/10keep-packages"
+cat >"$root/etc/systemd/system/wops-apt-cache.service" <<'UNIT'
+[Unit]
+Description=Use the controller's package cache for this host
+ConditionPathIsMountPoint=/var/cache/wops-apt
+Before=multi-user.target
+
+[Service]
+Type=oneshot
+ExecStart=/bin/sh -c 'd=/var/cache/wops-apt/$(hostname); mkdir -p "$d/partial" && printf "Dir::Cache::Archives \"%%s/\";\n" "$d" >/etc/apt/apt.conf.d/05wops-cache'
+RemainAfterExit=yes
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf /etc/systemd/system/wops-apt-cache.service "$root/etc/systemd/system/multi-user.target.wants/wops-apt-cache.service"
 
 log "importing $WOPS_IMAGE"
 tar -C "$root" -c . | podman import \
