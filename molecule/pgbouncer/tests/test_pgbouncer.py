@@ -1,0 +1,196 @@
+"""pgBouncer beside PostgreSQL and on its own host: observed behaviour."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+DB = "wops-mol-pgb-db"
+PROXY = "wops-mol-pgb-px"
+
+
+@pytest.fixture(scope="module")
+def secrets() -> dict[str, str]:
+    out = subprocess.run(
+        ["ansible-vault", "view", "--vault-id",
+         f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
+         str(ROOT / "inventory/dev/group_vars/all/vault.yml")],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    data: dict[str, str] = yaml.safe_load(out)
+    return data
+
+
+def _psql(host: Any, conninfo: str, sql: str, password: str) -> Any:
+    return host.run(
+        "PGPASSWORD=%s psql %s -XAtc %s", password, conninfo, sql
+    )
+
+
+def _conn(target: str, db: str, user: str, ssl: str = "verify-full") -> str:
+    return (f"host={target} port=6432 dbname={db} user={user} sslmode={ssl} "
+            "sslrootcert=/etc/pgbouncer/tls/ca.crt connect_timeout=5")
+
+
+@pytest.mark.parametrize("target", [DB, PROXY])
+def test_client_connects_through_pgbouncer_with_scram_and_tls(
+        hosts: dict[str, Any], secrets: dict[str, str], target: str) -> None:
+    client = hosts[DB]
+    result = _psql(client, _conn(target, "warehouse", "etl"),
+                   "SELECT current_user || ' ' || (SELECT ssl FROM pg_stat_ssl "
+                   "WHERE pid = pg_backend_pid())",
+                   secrets["vault_postgresql_etl_password"])
+    assert result.rc == 0, result.stderr
+    # pgBouncer itself reached PostgreSQL over TLS as the client's role.
+    assert result.stdout.strip() == "etl t"
+
+
+@pytest.mark.parametrize("target", [DB, PROXY])
+def test_wrong_password_and_plaintext_tcp_are_refused(
+        hosts: dict[str, Any], secrets: dict[str, str], target: str) -> None:
+    client = hosts[DB]
+    wrong = _psql(client, _conn(target, "warehouse", "etl"), "SELECT 1", "not-the-password")
+    assert wrong.rc != 0 and "password authentication failed" in wrong.stderr
+    plain = _psql(client, _conn(target, "warehouse", "etl", ssl="disable"), "SELECT 1",
+                  secrets["vault_postgresql_etl_password"])
+    assert plain.rc != 0
+
+
+@pytest.mark.parametrize("target", [DB, PROXY])
+def test_auth_file_holds_postgres_verifiers_byte_for_byte(
+        hosts: dict[str, Any], target: str) -> None:
+    authid = hosts[DB].check_output(
+        "runuser -u postgres -- psql -XAtc \"SELECT rolname || ' ' || rolpassword FROM pg_authid "
+        "WHERE rolname IN ('etl','reporting','airflow','pgbouncer_admin','pgbouncer_stats') "
+        "ORDER BY 1\"")
+    expected = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in authid.splitlines()}
+    auth_file = hosts[target].file("/etc/pgbouncer/userlist.txt")
+    assert auth_file.user == "postgres" and auth_file.mode == 0o640
+    found = dict(re.findall(r'^"([^"]+)" "([^"]+)"$', auth_file.content_string, re.M))
+    assert found == expected
+
+
+@pytest.mark.parametrize("target", [DB, PROXY])
+def test_show_databases_and_pools_reflect_the_config(
+        hosts: dict[str, Any], secrets: dict[str, str], target: str) -> None:
+    admin = secrets["vault_pgbouncer_admin_password"]
+    client = hosts[DB]
+    dbs = _psql(client, _conn(target, "pgbouncer", "pgbouncer_admin"), "SHOW DATABASES", admin)
+    assert dbs.rc == 0, dbs.stderr
+    rows = {line.split("|")[0]: line.split("|") for line in dbs.stdout.splitlines()}
+    assert {"warehouse", "bench", "pgbouncer"} <= set(rows)
+    assert rows["bench"][1] == DB  # host column
+    assert rows["bench"][5] == "40"  # pool_size column
+    _psql(client, _conn(target, "warehouse", "etl"), "SELECT 1",
+          secrets["vault_postgresql_etl_password"])
+    pools = _psql(client, _conn(target, "pgbouncer", "pgbouncer_admin"), "SHOW POOLS", admin)
+    assert any(line.startswith("warehouse|etl|") for line in pools.stdout.splitlines())
+    config = _psql(client, _conn(target, "pgbouncer", "pgbouncer_admin"), "SHOW CONFIG", admin)
+    settings = {line.split("|")[0]: line.split("|")[1] for line in config.stdout.splitlines()}
+    assert settings["pool_mode"] == "transaction"
+    assert settings["max_client_conn"] == "1000"
+    assert settings["auth_type"] == "scram-sha-256"
+
+
+def _molecule_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_LIBRARY": str(ROOT / "plugins/modules"),
+        "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins/module_utils"),
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_VAULT_IDENTITY_LIST": f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
+        "ANSIBLE_NOCOLOR": "1",
+    })
+    return env
+
+
+def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    db = hosts[DB]
+    password = secrets["vault_postgresql_etl_password"]
+    init = db.run("PGPASSWORD=%s /usr/lib/postgresql/15/bin/pgbench -q -i -s 4 "
+                  "'host=/var/run/postgresql dbname=bench user=etl'", password)
+    assert init.rc == 0, init.stderr
+    pid_before = db.check_output("systemctl show -p MainPID --value pgbouncer")
+    report: dict[str, Any] = {}
+
+    def bench() -> None:
+        report["result"] = db.run(
+            "PGPASSWORD=%s /usr/lib/postgresql/15/bin/pgbench -n -c 200 -j 4 -T 150 -P 10 "
+            "'host=127.0.0.1 port=6432 dbname=bench user=etl sslmode=require'", password)
+
+    worker = threading.Thread(target=bench)
+    worker.start()
+    time.sleep(15)  # every client connected and running
+    started = time.monotonic()
+    play = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "side_effect.yml"),
+         "-e", "new_pool_size=30"],
+        capture_output=True, text=True, env=_molecule_env(), check=False,
+    )
+    play_seconds = time.monotonic() - started
+    worker.join()
+    assert play.returncode == 0, play.stdout[-3000:]
+    assert "RUNNING HANDLER [pgbouncer : Reload pgbouncer]" in play.stdout
+    assert "Restart pgbouncer" not in play.stdout.split("PLAY RECAP")[0].split("RUNNING HANDLER")[-1]
+    # The change landed while pgbench was still running.
+    assert play_seconds < 150 - 15, f"play took {play_seconds:.0f}s, longer than the load"
+    result = report["result"]
+    out = result.stdout + result.stderr
+    assert result.rc == 0, out[-2000:]
+    assert re.search(r"number of failed transactions: 0 \(0\.000%\)", out), out[-2000:]
+    assert "aborted" not in out
+    processed = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
+    assert processed > 0
+    # Same process: reloaded, not restarted; and the new value is in force.
+    assert db.check_output("systemctl show -p MainPID --value pgbouncer") == pid_before
+    admin = secrets["vault_pgbouncer_admin_password"]
+    config = _psql(db, _conn(DB, "pgbouncer", "pgbouncer_admin"), "SHOW CONFIG", admin)
+    assert "default_pool_size|30|" in config.stdout
+
+
+def _module(args: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], DB, "-b", "--become-user",
+         "postgres", "-m", "pgbouncer_auth_file", "-a", args, *extra],
+        capture_output=True, text=True, env=_molecule_env(), check=False,
+    )
+
+
+def test_module_check_mode_apply_and_rerun(hosts: dict[str, Any]) -> None:
+    path = "/tmp/test-userlist.txt"
+    hosts[DB].run("rm -f %s", path)
+    args = (f"path={path} from_pg_authid=true owner=postgres group=postgres "
+            "users=\"[{'name': 'etl'}, {'name': 'reporting'}]\"")
+    check = _module(args, "--check", "--diff")
+    assert check.returncode == 0, check.stdout
+    assert "CHANGED" in check.stdout and "<redacted" in check.stdout
+    assert "SCRAM-SHA-256$4096:" in check.stdout and "$" not in check.stdout.split("<redacted")[1][:20]
+    assert not hosts[DB].file(path).exists
+    apply = _module(args)
+    assert apply.returncode == 0 and "CHANGED" in apply.stdout, apply.stdout
+    assert hosts[DB].file(path).exists
+    rerun = _module(args)
+    assert rerun.returncode == 0 and "SUCCESS" in rerun.stdout and '"changed": false' in rerun.stdout
+    # No verifier or password reaches the output.
+    secret = hosts[DB].file(path).content_string.split('"')[3]
+    for out in (check.stdout, apply.stdout, rerun.stdout):
+        assert secret.split("$")[2] not in out
+
+
+def test_module_names_a_role_missing_in_postgresql(hosts: dict[str, Any]) -> None:
+    result = _module("path=/tmp/x.txt from_pg_authid=true users=\"[{'name': 'no_such_role'}]\"")
+    assert result.returncode != 0
+    assert "role 'no_such_role' does not exist in PostgreSQL" in result.stdout
+    bad = _module("path=/tmp/x.txt from_pg_authid=true users=\"[{'name': 'bad\\nname'}]\"")
+    assert bad.returncode != 0
