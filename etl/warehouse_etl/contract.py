@@ -74,7 +74,7 @@ def _cols(*spec: tuple[str, Kind, bool, str]) -> tuple[Column, ...]:
     return tuple(Column(n, k, r, d) for n, k, r, d in spec)
 
 
-I, D, DT, T = Kind.INT, Kind.DEC, Kind.DATE, Kind.TEXT
+I, D, DT, T = Kind.INT, Kind.DEC, Kind.DATE, Kind.TEXT  # noqa: E741 - table shorthand
 
 # Dates outside this window are typos or sentinel values in real exports.
 DATE_RANGE_PRED = "{col} BETWEEN %(date_min)s::date AND %(date_max)s::date"

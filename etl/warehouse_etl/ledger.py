@@ -77,7 +77,7 @@ def start_run(
 
 def finish_run(
     conn: psycopg.Connection, settings: Settings, run_id: int, status: str,
-    summary: dict[str, Any], error: tuple[str, str] | None = None,
+    summary: dict[str, Any], *, error: tuple[str, str] | None = None,
 ) -> None:
     """Close a run row; ``summary`` carries counts, score and timings."""
     conn.execute(
@@ -127,7 +127,8 @@ def drop_staging(conn: psycopg.Connection, settings: Settings, run_id: int | Non
     """Drop one run's staging tables, or (run_id None) those of every finished run."""
     rows = conn.execute(
         sql.SQL(
-            "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "SELECT c.relname, c.relkind FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
             " WHERE n.nspname = %s AND c.relkind IN ('r', 'p', 'v')"
             " AND c.relname ~ '^r[0-9]+_' AND NOT c.relispartition"
             " AND (%s::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM {runs} r"
@@ -138,8 +139,7 @@ def drop_staging(conn: psycopg.Connection, settings: Settings, run_id: int | Non
         (settings.staging_schema, run_id, run_id),
     ).fetchall()
     for name, kind in rows:
-        stmt = "DROP VIEW IF EXISTS {}.{} CASCADE" if kind == "v" else (
-            "DROP TABLE IF EXISTS {}.{} CASCADE")
-        conn.execute(sql.SQL(stmt).format(  # type: ignore[arg-type]
-            sql.Identifier(settings.staging_schema), sql.Identifier(name)))
+        stmt = sql.SQL("DROP VIEW IF EXISTS {}.{} CASCADE" if kind == "v" else
+                       "DROP TABLE IF EXISTS {}.{} CASCADE")
+        conn.execute(stmt.format(sql.Identifier(settings.staging_schema), sql.Identifier(name)))
     return len(rows)

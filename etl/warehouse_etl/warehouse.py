@@ -105,7 +105,8 @@ class Applier:
             .format(self._ok("nation")),
         )
         geo = sql.SQL(
-            "JOIN {nation} n ON n.nation_key = s.{fk} JOIN {region} g ON g.region_key = n.region_key"
+            "JOIN {nation} n ON n.nation_key = s.{fk}"
+            " JOIN {region} g ON g.region_key = n.region_key"
         )
         changed["dim_supplier"] = self._upsert(
             "dim_supplier", ("supplier_key",),
@@ -146,6 +147,15 @@ class Applier:
                 "SELECT ps_partkey, ps_suppkey, ps_availqty, ps_supplycost, ps_comment,"
                 " %(run_id)s FROM {}"
             ).format(self._ok("partsupp")),
+        )
+        changed["sales_order"] = self._upsert(
+            "sales_order", ("orderkey",),
+            ("orderkey", "customer_key", "order_date", "order_status", "total_price",
+             "order_priority", "order_clerk", "ship_priority", "comment", "run_id"),
+            sql.SQL(
+                "SELECT o_orderkey, o_custkey, o_orderdate, o_orderstatus, o_totalprice,"
+                " o_orderpriority, o_clerk, o_shippriority, o_comment, %(run_id)s FROM {}"
+            ).format(self._ok("orders")),
         )
         # A renamed nation or region must reach dimension rows this batch did not carry.
         for dim in ("dim_customer", "dim_supplier"):
@@ -214,18 +224,24 @@ class Applier:
         cur = self.conn.execute(
             sql.SQL(
                 "INSERT INTO {load} ({cols})"
-                " SELECT l.l_orderkey, l.l_linenumber, o.o_orderdate, o.o_custkey, l.l_partkey,"
+                " SELECT l.l_orderkey, l.l_linenumber, o.order_date, o.customer_key, l.l_partkey,"
                 " l.l_suppkey, l.l_quantity, l.l_extendedprice, l.l_discount, l.l_tax,"
                 " l.l_returnflag, l.l_linestatus, l.l_shipdate, l.l_commitdate, l.l_receiptdate,"
-                " l.l_shipinstruct, l.l_shipmode, o.o_orderstatus, o.o_orderpriority, o.o_clerk,"
-                " o.o_shippriority, %(run_id)s"
-                " FROM {li} l JOIN {orders} o ON o.o_orderkey = l.l_orderkey"
-                " WHERE NOT EXISTS (SELECT 1 FROM {rej} r"
+                " l.l_shipinstruct, l.l_shipmode, o.order_status, o.order_priority,"
+                " o.order_clerk, o.ship_priority, %(run_id)s"
+                # Orders are already upserted, so earlier batches' orders join too.
+                " FROM {li} l JOIN {orders} o ON o.orderkey = l.l_orderkey"
+                # Dimensions are already upserted: the semi-joins are the line
+                # items' referential check on the optimistic path.
+                " WHERE EXISTS (SELECT 1 FROM {product} p WHERE p.product_key = l.l_partkey)"
+                " AND EXISTS (SELECT 1 FROM {supplier} s WHERE s.supplier_key = l.l_suppkey)"
+                " AND NOT EXISTS (SELECT 1 FROM {rej} r"
                 "   WHERE r.table_name = 'lineitem' AND r.line_no = l.line_no)"
                 " AND NOT EXISTS (SELECT 1 FROM {fact} f"
                 "   WHERE f.orderkey = l.l_orderkey AND f.linenumber = l.l_linenumber)"
-            ).format(load=load, cols=cols, li=li, orders=self._ok("orders"),
-                     rej=self._s(rejects_table(self.run_id)), fact=self._w("fact_sales")),
+            ).format(load=load, cols=cols, li=li, orders=self._w("sales_order"),
+                     rej=self._s(rejects_table(self.run_id)), fact=self._w("fact_sales"),
+                     product=self._w("dim_product"), supplier=self._w("dim_supplier")),
             {"run_id": self.run_id},
         )
         inserted = cur.rowcount
@@ -238,6 +254,20 @@ class Applier:
                 sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
                     self._w("fact_sales"), part, sql.Literal(lo), sql.Literal(hi))
             )
+        # Rows for quarters that had a partition, or whose order came in an
+        # earlier batch (its quarter may still lack one), go in row by row.
+        late = [r[0] for r in self.conn.execute(
+            sql.SQL("SELECT DISTINCT date_trunc('quarter', sale_date)::date FROM {}").format(rest)
+        ).fetchall()]
+        have = self._existing_partitions()
+        for q in late:
+            if partition_name(q) not in have:
+                lo, hi = quarter_bounds(q)
+                self.conn.execute(
+                    sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
+                    .format(self._w(partition_name(q)), self._w("fact_sales"),
+                            sql.Literal(lo), sql.Literal(hi)))
+                new.append(q)
         self.conn.execute(
             sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {}").format(
                 self._w("fact_sales"), rest, cols=cols)

@@ -86,6 +86,21 @@ CREATE TABLE product_supplier (
     PRIMARY KEY (product_key, supplier_key)
 );
 
+-- Order headers: kept in their own table so that an order whose line items
+-- arrive in a later batch (or never) is still known to the warehouse.
+CREATE TABLE sales_order (
+    orderkey        bigint PRIMARY KEY,
+    customer_key    bigint NOT NULL,
+    order_date      date NOT NULL,
+    order_status    text NOT NULL,
+    total_price     numeric(15,2) NOT NULL,
+    order_priority  text NOT NULL,
+    order_clerk     text,
+    ship_priority   integer NOT NULL,
+    comment         text,
+    run_id          bigint NOT NULL
+);
+
 -- Line-item grain. Order attributes are degenerate dimensions on the fact.
 -- Quarterly partitions are created by the loader ahead of the rows they hold.
 CREATE TABLE fact_sales (
