@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""End-to-end load benchmark: the ETL pipeline against a raw COPY, same server, same run.
+
+Usage:
+    python benchmarks/etl_load.py                    # SF1, own throwaway server
+    python benchmarks/etl_load.py --scale-factor 0.1
+    BENCH_DSN=... python benchmarks/etl_load.py --dsn-env BENCH_DSN   # an existing server
+        (needs a superuser or pg_read_server_files for the server-side COPY, and the
+         cache directory readable by the server)
+
+The raw baseline is a server-side ``COPY lineitem FROM '<file>'`` into a plain
+logged table with no indexes: the floor for getting those bytes into
+PostgreSQL. The pipeline is the real ``etl load`` CLI in a child process
+(checksums, staging, validation, dimension upserts, partitioned facts with
+their indexes, ledger), so its peak RSS is measured with ``wait4``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from warehouse_etl.devserver import devserver
+from warehouse_etl.generate import generate
+
+# Outside any home directory: the server process must be able to read the files.
+DEFAULT_CACHE = Path(os.environ.get("ETL_BENCH_CACHE", "/var/tmp/warehouse-etl/tpch"))  # noqa: S108
+SERVER_SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "16GB"}
+
+RAW_TABLE = """
+CREATE TABLE bench_raw_lineitem (
+    l_orderkey bigint, l_partkey bigint, l_suppkey bigint, l_linenumber integer,
+    l_quantity numeric(15,2), l_extendedprice numeric(15,2), l_discount numeric(15,2),
+    l_tax numeric(15,2), l_returnflag text, l_linestatus text, l_shipdate date,
+    l_commitdate date, l_receiptdate date, l_shipinstruct text, l_shipmode text,
+    l_comment text, trailer text)
+"""
+
+
+def dataset(cache: Path, scale: float) -> Path:
+    """Generate the batch once; later runs reuse it."""
+    out = cache / f"sf{scale:g}-tbl"
+    if not (out / "lineitem.tbl").exists():
+        print(f"generating TPC-H SF{scale:g} into {out} ...", flush=True)
+        generate(scale, out, "tbl")
+    # The server reads the file itself for the raw COPY.
+    for p in (cache, out, *out.iterdir()):
+        p.chmod(p.stat().st_mode | 0o044 | (0o011 if p.is_dir() else 0))
+    return out
+
+
+def raw_copy(dsn: str, lineitem: Path) -> tuple[float, int]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_raw_lineitem")
+        conn.execute(RAW_TABLE)
+        conn.execute("CHECKPOINT")
+        t0 = time.monotonic()
+        cur = conn.execute(
+            f"COPY bench_raw_lineitem FROM '{lineitem}' (FORMAT csv, DELIMITER '|')"
+        )
+        elapsed = time.monotonic() - t0
+        rows = cur.rowcount
+        conn.execute("DROP TABLE bench_raw_lineitem")
+        conn.execute("CHECKPOINT")
+    return elapsed, rows
+
+
+def pipeline(dsn: str, batch: Path) -> tuple[float, int, dict[str, Any]]:
+    env = {**os.environ, "ETL_DSN": dsn}
+    cli = [sys.executable, "-m", "warehouse_etl.cli"]
+    subprocess.run([*cli, "migrate", "--json"], env=env, check=True, capture_output=True)
+    t0 = time.monotonic()
+    proc = subprocess.Popen([*cli, "load", str(batch), "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate()  # the pipes drain while we wait
+    elapsed = time.monotonic() - t0
+    # communicate() reaped the child; its rusage is in RUSAGE_CHILDREN, and the
+    # migrate child before it is tiny, so the maximum is the loader's.
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if proc.returncode != 0:
+        sys.stderr.write(err.decode()[-3000:])
+        raise SystemExit(f"etl load failed with exit code {proc.returncode}")
+    summary: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+    return elapsed, peak_kb, summary
+
+
+def run(dsn: str, batch: Path) -> None:
+    raw_s, raw_rows = raw_copy(dsn, batch / "lineitem.tbl")
+    etl_s, peak_kb, summary = pipeline(dsn, batch)
+    li = summary["tables"]["lineitem"]["read"]
+    raw_rate = raw_rows / raw_s
+    etl_rate = li / etl_s
+    print(json.dumps({"pipeline_timings": summary.get("timings")}))
+    print(f"raw COPY lineitem   : {raw_rows:>10,} rows in {raw_s:7.1f} s = "
+          f"{raw_rate:>9,.0f} rows/s")
+    print(f"etl load (pipeline) : {li:>10,} line items in {etl_s:7.1f} s = "
+          f"{etl_rate:>9,.0f} rows/s ({summary['rows_read']:,} rows in all files)")
+    print(f"ratio pipeline/raw  : {etl_rate / raw_rate:.2f}x  (target >= 0.50x)")
+    print(f"loader peak RSS     : {peak_kb / 1024:.0f} MB  (target < 300 MB)")
+    print(f"status {summary['status']}, rejected {summary['rows_rejected']}, "
+          f"quality {summary['quality_score']}, facts {summary['facts_inserted']:,}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scale-factor", type=float, default=1.0)
+    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--dsn-env", help="use the server in this environment variable")
+    args = ap.parse_args()
+    batch = dataset(args.cache_dir, args.scale_factor)
+    if args.dsn_env:
+        run(os.environ[args.dsn_env], batch)
+        return
+    with devserver(SERVER_SETTINGS) as server:
+        print(f"throwaway server on port {server.port} ({server.bindir})", flush=True)
+        run(server.dsn(), batch)
+
+
+if __name__ == "__main__":
+    main()
