@@ -123,8 +123,12 @@ def recent(conn: psycopg.Connection, settings: Settings, limit: int) -> list[dic
             for r in cur.fetchall()]
 
 
-def drop_staging(conn: psycopg.Connection, settings: Settings, run_id: int | None) -> int:
-    """Drop one run's staging tables, or (run_id None) those of every finished run."""
+def drop_staging(conn: psycopg.Connection, settings: Settings, run_id: int | None,
+                 only: str = "") -> int:
+    """Drop one run's staging tables, or (run_id None) those of every finished run.
+
+    ``only`` narrows a run's tables to names matching ``r<run_id>`` + that regex.
+    """
     rows = conn.execute(
         sql.SQL(
             "SELECT c.relname, c.relkind FROM pg_class c"
@@ -134,9 +138,9 @@ def drop_staging(conn: psycopg.Connection, settings: Settings, run_id: int | Non
             " AND (%s::bigint IS NULL AND NOT EXISTS (SELECT 1 FROM {runs} r"
             "       WHERE r.status = 'running'"
             "       AND r.run_id = substring(c.relname FROM '^r([0-9]+)_')::bigint)"
-            "      OR c.relname LIKE 'r' || %s::bigint || '\\_%%')"
+            "      OR c.relname ~ ('^r' || %s::bigint || %s))"
         ).format(runs=_t(settings, "etl_runs")),
-        (settings.staging_schema, run_id, run_id),
+        (settings.staging_schema, run_id, run_id, only or "_"),
     ).fetchall()
     for name, kind in rows:
         stmt = sql.SQL("DROP VIEW IF EXISTS {}.{} CASCADE" if kind == "v" else

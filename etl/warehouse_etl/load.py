@@ -28,6 +28,7 @@ from .errors import (
     InputError,
     IntegrityAssertionError,
 )
+from .facts import FactBuilder, Prepared
 from .metrics import BatchMetrics
 from .stage import Stager, rejects_table
 from .validate import TableCounts, Validator, ok_name
@@ -231,14 +232,22 @@ class BatchLoad:
                 tables={k: {"read": c.read, "loaded": c.loaded, "rejected": c.rejected,
                             "slow_path": c.slow_path} for k, c in counts.items()},
             )
+            ratio = rows_rejected / rows_read if rows_read else 0.0
+            over = ratio > settings.max_reject_ratio
+            if over and not strict:
+                continue  # the optimistic pass skips rules: a rejection must list them all
             if progress:
                 progress("apply", 0, 1)
+            builder = FactBuilder(settings, run_id)
             try:
-                self._apply(conn, run_id, counts, strict=strict)
+                prepared = None if over else builder.build(conn)
+                self.timer.lap("facts_prepared")
+                self._apply(conn, run_id, counts, prepared, strict=strict)
                 break
             except (pgerr.UniqueViolation, pgerr.CardinalityViolation, _RecheckNeeded):
                 if strict:
                     raise
+                _cleanup(conn, settings, run_id, keep_validation=True)
         self.metrics.quality.set(summary["quality_score"])
         for name, c in counts.items():
             loaded = 0 if summary["status"] == "rejected" else c.loaded
@@ -252,14 +261,12 @@ class BatchLoad:
             "facts_inserted", "quality_score")})
 
     def _apply(self, conn: psycopg.Connection, run_id: int,
-               counts: dict[str, TableCounts], *, strict: bool) -> None:
+               counts: dict[str, TableCounts], prepared: Prepared | None, *,
+               strict: bool) -> None:
         """The batch transaction: quarantine, dimensions, facts and ledger, or nothing."""
         settings, summary = self.settings, self.summary
         rows_read, rows_rejected = summary["rows_read"], summary["rows_rejected"]
         ratio = rows_rejected / rows_read if rows_read else 0.0
-        if ratio > settings.max_reject_ratio and not strict:
-            # The optimistic pass skips some rules; a rejection must list them all.
-            raise _RecheckNeeded("over the reject threshold")
         with conn.transaction():
             conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
@@ -280,7 +287,7 @@ class BatchLoad:
                          rej=sql.Identifier(rejects_table(run_id))),
                 (run_id, self.batch_id),
             )
-            if ratio > settings.max_reject_ratio:
+            if prepared is None:
                 message = (
                     f"batch {self.batch_id}: {rows_rejected} of {rows_read} rows rejected "
                     f"({ratio:.2%}), above the threshold of {settings.max_reject_ratio:.2%}; "
@@ -299,7 +306,7 @@ class BatchLoad:
             applier.apply_dates()
             self.timer.lap("dimensions")
             li = counts["lineitem"]
-            facts = applier.apply_facts(li.read - li.rejected)
+            facts = applier.apply_facts(prepared, li.read - li.rejected)
             if facts.inserted + facts.already_present + li.rejected != li.read:
                 message = (
                     f"lineitem: {li.read} read but {facts.inserted} inserted + "
@@ -344,8 +351,13 @@ def _assert_bookkeeping(conn: psycopg.Connection, settings: Settings, run_id: in
             raise IntegrityAssertionError(message)
 
 
-def _cleanup(conn: psycopg.Connection, settings: Settings, run_id: int) -> None:
+def _cleanup(conn: psycopg.Connection, settings: Settings, run_id: int, *,
+             keep_validation: bool = False) -> None:
+    """Drop the run's scratch tables (only the prepared facts with ``keep_validation``)."""
     try:
+        if keep_validation:
+            ledger.drop_staging(conn, settings, run_id, only=r"_fact(s_w|_sales_)")
+            return
         ledger.drop_staging(conn, settings, run_id)
     except psycopg.Error as exc:
         log.warning("could not drop staging tables", extra={"run_id": run_id, "error": str(exc)})

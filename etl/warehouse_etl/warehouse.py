@@ -1,15 +1,13 @@
 """Applying a validated batch to the star schema, inside the batch transaction.
 
 Dimensions are upserted (Type 1) and only rows that actually changed are
-rewritten, so re-sending an unchanged snapshot costs no churn. Facts for a
-quarter the warehouse has never seen are built in a detached table and
-attached as a new partition: its indexes are then built once, sorted, rather
-than maintained row by row, which is what makes an initial load fast.
+rewritten, so re-sending an unchanged snapshot costs no churn. Fact partitions
+prepared by ``facts.FactBuilder`` are attached whole; only rows for quarters
+that already exist go in row by row, skipping business keys already present.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
 import psycopg
@@ -17,34 +15,23 @@ from psycopg import sql
 
 from . import jsonlog
 from .config import Settings
+from .facts import (
+    FACT_COLUMNS,
+    Prepared,
+    existing_partitions,
+    partition_name,
+    quarter_bounds,
+)
 from .stage import rejects_table
 from .validate import ok_name, view_name
 
 log = jsonlog.get("warehouse")
-
-FACT_COLUMNS = (
-    "orderkey", "linenumber", "sale_date", "customer_key", "product_key", "supplier_key",
-    "quantity", "extended_price", "discount", "tax", "return_flag", "line_status",
-    "ship_date", "commit_date", "receipt_date", "ship_instruct", "ship_mode",
-    "order_status", "order_priority", "order_clerk", "ship_priority", "run_id",
-)
-
 
 @dataclass
 class FactResult:
     inserted: int
     already_present: int
     new_partitions: list[str]
-
-
-def quarter_bounds(q: dt.date) -> tuple[dt.date, dt.date]:
-    start = dt.date(q.year, (q.month - 1) // 3 * 3 + 1, 1)
-    end = dt.date(start.year + (start.month == 10), (start.month + 2) % 12 + 1, 1)
-    return start, end
-
-
-def partition_name(q: dt.date) -> str:
-    return f"fact_sales_{q.year}q{(q.month - 1) // 3 + 1}"
 
 
 class Applier:
@@ -187,106 +174,97 @@ class Applier:
             ).format(dd=self._w("dim_date"), ok=self._ok("orders"))
         )
 
-    def _existing_partitions(self) -> set[str]:
-        rows = self.conn.execute(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = %s::regclass",
-            (f'"{self.settings.schema}".fact_sales',),
-        ).fetchall()
-        return {r[0] for r in rows}
+    def apply_facts(self, prepared: Prepared, expected: int) -> FactResult:
+        """Attach the prepared partitions and insert the remaining rows.
 
-    def apply_facts(self, expected: int) -> FactResult:
-        """Insert valid line items not yet in the warehouse; ``expected`` = valid rows."""
-        quarters = [
-            r[0] for r in self.conn.execute(
-                sql.SQL(
-                    "SELECT DISTINCT date_trunc('quarter', o_orderdate)::date FROM {} ORDER BY 1"
-                ).format(self._ok("orders"))
-            ).fetchall()
-        ]
-        existing = self._existing_partitions()
-        new = [q for q in quarters if partition_name(q) not in existing]
-        load = self._s(f"r{self.run_id}_fact_load")
-        rest = self._s(f"r{self.run_id}_fact_rest")
+        ``expected`` is the number of valid line items; rows of orders loaded
+        by earlier batches are only looked for when the prepared rows fall short.
+        """
+        fact = self._w("fact_sales")
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in FACT_COLUMNS)
-        self.conn.execute(
-            sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS) PARTITION BY RANGE (sale_date)")
-            .format(load, self._w("fact_sales"))
-        )
-        for q in new:
-            lo, hi = quarter_bounds(q)
-            self.conn.execute(
-                sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-                    self._w(partition_name(q)), load, sql.Literal(lo), sql.Literal(hi))
-            )
-        self.conn.execute(sql.SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(rest, load))
-        li = self._s(view_name(self.run_id, "lineitem"))
-        cur = self.conn.execute(
-            sql.SQL(
-                "INSERT INTO {load} ({cols})"
-                " SELECT l.l_orderkey, l.l_linenumber, o.order_date, o.customer_key, l.l_partkey,"
-                " l.l_suppkey, l.l_quantity, l.l_extendedprice, l.l_discount, l.l_tax,"
-                " l.l_returnflag, l.l_linestatus, l.l_shipdate, l.l_commitdate, l.l_receiptdate,"
-                " l.l_shipinstruct, l.l_shipmode, o.order_status, o.order_priority,"
-                " o.order_clerk, o.ship_priority, %(run_id)s"
-                # Orders are already upserted, so earlier batches' orders join too.
-                " FROM {li} l JOIN {orders} o ON o.orderkey = l.l_orderkey"
-                # Dimensions are already upserted: the semi-joins are the line
-                # items' referential check on the optimistic path.
-                " WHERE EXISTS (SELECT 1 FROM {product} p WHERE p.product_key = l.l_partkey)"
-                " AND EXISTS (SELECT 1 FROM {supplier} s WHERE s.supplier_key = l.l_suppkey)"
-                " AND NOT EXISTS (SELECT 1 FROM {rej} r"
-                "   WHERE r.table_name = 'lineitem' AND r.line_no = l.line_no)"
-                " AND NOT EXISTS (SELECT 1 FROM {fact} f"
-                "   WHERE f.orderkey = l.l_orderkey AND f.linenumber = l.l_linenumber)"
-            ).format(load=load, cols=cols, li=li, orders=self._w("sales_order"),
-                     rej=self._s(rejects_table(self.run_id)), fact=self._w("fact_sales"),
-                     product=self._w("dim_product"), supplier=self._w("dim_supplier")),
-            {"run_id": self.run_id},
-        )
-        inserted = cur.rowcount
-        for q in new:
-            lo, hi = quarter_bounds(q)
-            part = self._w(partition_name(q))
-            self.conn.execute(sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(load, part))
-            # Attaching builds the partitioned indexes on the filled table in one go.
+        have = existing_partitions(self.conn, self.settings)
+        inserted = 0
+        attached = []
+        for leaf in sorted(prepared.leaves, key=lambda x: x.quarter):
+            name = partition_name(leaf.quarter)
+            if name in have:  # another batch created it meanwhile: insert instead
+                inserted += self._insert_new(sql.SQL("SELECT {cols} FROM {}").format(
+                    self._s(leaf.table), cols=cols))
+                continue
+            lo, hi = quarter_bounds(leaf.quarter)
+            self.conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(
+                self._s(leaf.table), self.wh))
+            self.conn.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(
+                self._w(leaf.table), sql.Identifier(name)))
             self.conn.execute(
                 sql.SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                    self._w("fact_sales"), part, sql.Literal(lo), sql.Literal(hi))
-            )
-        # Rows for quarters that had a partition, or whose order came in an
-        # earlier batch (its quarter may still lack one), go in row by row.
-        late = [r[0] for r in self.conn.execute(
-            sql.SQL("SELECT DISTINCT date_trunc('quarter', sale_date)::date FROM {}").format(rest)
-        ).fetchall()]
-        have = self._existing_partitions()
-        for q in late:
-            if partition_name(q) not in have:
-                lo, hi = quarter_bounds(q)
-                self.conn.execute(
-                    sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
-                    .format(self._w(partition_name(q)), self._w("fact_sales"),
-                            sql.Literal(lo), sql.Literal(hi)))
-                new.append(q)
-        self.conn.execute(
-            sql.SQL("INSERT INTO {} ({cols}) SELECT {cols} FROM {}").format(
-                self._w("fact_sales"), rest, cols=cols)
-        )
-        self.conn.execute(sql.SQL("DROP TABLE {}").format(load))
+                    fact, self._w(name), sql.Literal(lo), sql.Literal(hi)))
+            inserted += leaf.rows
+            attached.append(name)
+        for rest in prepared.rest_tables:
+            inserted += self._insert_new(sql.SQL("SELECT {cols} FROM {}").format(
+                self._s(rest), cols=cols))
+        if inserted < expected:
+            inserted += self._insert_late_lines()
         present = 0
         if inserted != expected:
+            li = self._s(view_name(self.run_id, "lineitem"))
             row = self.conn.execute(
                 sql.SQL(
                     "SELECT count(*) FROM {li} l JOIN {fact} f"
                     " ON f.orderkey = l.l_orderkey AND f.linenumber = l.l_linenumber"
                     " WHERE f.run_id <> %(run_id)s AND NOT EXISTS (SELECT 1 FROM {rej} r"
                     "  WHERE r.table_name = 'lineitem' AND r.line_no = l.line_no)"
-                ).format(li=li, fact=self._w("fact_sales"),
-                         rej=self._s(rejects_table(self.run_id))),
+                ).format(li=li, fact=fact, rej=self._s(rejects_table(self.run_id))),
                 {"run_id": self.run_id},
             ).fetchone()
             present = int(row[0]) if row else 0
-        names = [partition_name(q) for q in new]
         log.info("facts applied", extra={"inserted": inserted, "already_present": present,
-                                         "new_partitions": len(names)})
-        return FactResult(inserted, present, names)
+                                         "new_partitions": len(attached)})
+        return FactResult(inserted, present, attached)
+
+    def _insert_new(self, select: sql.Composable) -> int:
+        """Insert fact rows whose business key is not in the warehouse yet."""
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in FACT_COLUMNS)
+        cur = self.conn.execute(
+            sql.SQL(
+                "INSERT INTO {fact} ({cols}) SELECT {cols} FROM ({select}) n"
+                " WHERE NOT EXISTS (SELECT 1 FROM {fact} f"
+                "  WHERE f.orderkey = n.orderkey AND f.linenumber = n.linenumber)"
+            ).format(fact=self._w("fact_sales"), cols=cols, select=select)
+        )
+        return cur.rowcount
+
+    def _insert_late_lines(self) -> int:
+        """Line items whose order came in an earlier batch (now in sales_order)."""
+        li = self._s(view_name(self.run_id, "lineitem"))
+        source = sql.SQL(
+            "FROM {li} l JOIN {so} o ON o.orderkey = l.l_orderkey"
+            " WHERE NOT EXISTS (SELECT 1 FROM {orders} b WHERE b.o_orderkey = l.l_orderkey)"
+            " AND NOT EXISTS (SELECT 1 FROM {rej} r"
+            "  WHERE r.table_name = 'lineitem' AND r.line_no = l.line_no)"
+            " AND EXISTS (SELECT 1 FROM {wh}.dim_product p WHERE p.product_key = l.l_partkey)"
+            " AND EXISTS (SELECT 1 FROM {wh}.dim_supplier s WHERE s.supplier_key = l.l_suppkey)"
+        ).format(li=li, so=self._w("sales_order"), orders=self._ok("orders"),
+                 rej=self._s(rejects_table(self.run_id)), wh=self.wh)
+        have = existing_partitions(self.conn, self.settings)
+        for (q,) in self.conn.execute(
+            sql.SQL("SELECT DISTINCT date_trunc('quarter', o.order_date)::date {}").format(source)
+        ).fetchall():
+            if partition_name(q) not in have:
+                lo, hi = quarter_bounds(q)
+                self.conn.execute(
+                    sql.SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})")
+                    .format(self._w(partition_name(q)), self._w("fact_sales"),
+                            sql.Literal(lo), sql.Literal(hi)))
+        return self._insert_new(sql.SQL(
+            "SELECT l.l_orderkey AS orderkey, l.l_linenumber AS linenumber,"
+            " o.order_date AS sale_date, o.customer_key, l.l_partkey AS product_key,"
+            " l.l_suppkey AS supplier_key, l.l_quantity AS quantity,"
+            " l.l_extendedprice AS extended_price, l.l_discount AS discount, l.l_tax AS tax,"
+            " l.l_returnflag AS return_flag, l.l_linestatus AS line_status,"
+            " l.l_shipdate AS ship_date, l.l_commitdate AS commit_date,"
+            " l.l_receiptdate AS receipt_date, l.l_shipinstruct AS ship_instruct,"
+            " l.l_shipmode AS ship_mode, o.order_status, o.order_priority, o.order_clerk,"
+            " o.ship_priority, {run}::bigint AS run_id {source}"
+        ).format(run=sql.Literal(self.run_id), source=source))
