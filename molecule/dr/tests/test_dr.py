@@ -1,0 +1,364 @@
+"""Backup and disaster recovery end to end, on the scenario's three hosts.
+
+The warehouse is loaded with the ETL (scale factor 0.01, from the
+controller over TLS), backed up, written to around a remembered point in
+time, and restored onto the scratch host by the drill playbook; the
+restored copy must hold exactly what was committed before that point.
+Then: a restore beyond the archived WAL is refused before the target is
+touched, archiving and backups survive a PostgreSQL restart, the runbook
+driver reports and pushes metrics, and a corrupted backup file makes verify
+and the drill fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+DB = "wops-mol-dr-db"
+REPO = "wops-mol-dr-backup"
+SCRATCH = "wops-mol-dr-scratch"
+VAULT = ROOT / "inventory/dev/group_vars/all/vault.yml"
+VAULT_ID = f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_LIBRARY": str(ROOT / "plugins/modules"),
+        "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins/module_utils"),
+        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+        "ANSIBLE_VAULT_IDENTITY_LIST": VAULT_ID,
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    })
+    return env
+
+
+def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         str(ROOT / "playbooks" / name), *args],
+        capture_output=True, text=True, env=_env(), check=False, cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def secrets() -> dict[str, str]:
+    out = subprocess.run(["ansible-vault", "view", "--vault-id", VAULT_ID, str(VAULT)],
+                         capture_output=True, text=True, check=True).stdout
+    data: dict[str, str] = yaml.safe_load(out)
+    return data
+
+
+def _sql(host: Any, sql: str, port: int = 5432, db: str = "warehouse") -> str:
+    result = host.run("runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -p %s -d %s -c %s",
+                      str(port), db, sql)
+    assert result.rc == 0, result.stderr
+    return str(result.stdout).strip()
+
+
+def _as_repo(host: Any, command: str) -> Any:
+    return host.run("runuser -u pgbackrest -- %s", command)
+
+
+@pytest.fixture(scope="module")
+def warehouse(hosts: dict[str, Any], secrets: dict[str, str],
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    """The warehouse loaded by the ETL (SF 0.01), run from the controller over TLS."""
+    address = subprocess.run(
+        ["podman", "inspect", DB, "--format",
+         "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    etl = str(ROOT / ".venv/bin/etl")
+    env = dict(os.environ,
+               ETL_DSN=f"host={address} port=5432 dbname=warehouse user=etl sslmode=require "
+                       "connect_timeout=10",
+               PGPASSWORD=secrets["vault_postgresql_etl_password"], ETL_WORKERS="1")
+    batch = tmp_path_factory.mktemp("etl") / "batch_0001"
+    for args in (["generate", "--scale-factor", "0.01", "--output", str(batch)],
+                 ["migrate"], ["load", str(batch), "--no-progress"]):
+        proc = subprocess.run([etl, *args], capture_output=True, text=True, env=env, check=False)
+        assert proc.returncode == 0, f"etl {args[0]}: {proc.stderr[-2000:]}"
+    counts = _sql(hosts[DB], "SELECT (SELECT count(*) FROM warehouse.fact_sales) || ' ' || "
+                             "(SELECT count(*) FROM warehouse.dim_customer)")
+    facts, customers = (int(x) for x in counts.split())
+    assert facts > 50000 and customers > 1000
+    return {"fact_sales": facts, "dim_customer": customers}
+
+
+def test_repository_host_holds_the_only_passphrase(hosts: dict[str, Any],
+                                                   secrets: dict[str, str]) -> None:
+    passphrase = secrets["vault_pgbackrest_cipher_pass"]
+    secret_file = hosts[REPO].file("/etc/pgbackrest/conf.d/secrets.conf")
+    assert secret_file.mode == 0o640 and secret_file.group == "pgbackrest"
+    assert passphrase in secret_file.content_string
+    assert passphrase not in hosts[REPO].file("/etc/pgbackrest/pgbackrest.conf").content_string
+    for name in (DB, SCRATCH):
+        assert not hosts[name].file("/etc/pgbackrest/conf.d/secrets.conf").exists
+        conf = hosts[name].file("/etc/pgbackrest/pgbackrest.conf").content_string
+        assert f"repo1-host={REPO}" in conf and passphrase not in conf
+    info = json.loads(_as_repo(hosts[REPO], "pgbackrest --stanza=warehouse --output=json info")
+                      .stdout)
+    assert info[0]["cipher"] == "aes-256-cbc"
+
+
+def test_backup_timers_are_installed(hosts: dict[str, Any]) -> None:
+    repo = hosts[REPO]
+    for kind, calendar in (("full", "Sun *-*-* 01:00:00"), ("diff", "Mon..Sat *-*-* 01:00:00"),
+                           ("incr", "*-*-* 02..23:00:00")):
+        timer = repo.file(f"/etc/systemd/system/pgbackrest-{kind}.timer").content_string
+        assert f"OnCalendar={calendar}" in timer
+        assert f"Unit=pgbackrest-backup@{kind}.service" in timer
+    verify = repo.run("systemd-analyze verify /etc/systemd/system/pgbackrest-full.timer "
+                      "/etc/systemd/system/pgbackrest-backup@.service")
+    assert verify.rc == 0, verify.stderr
+    # The scenario keeps them idle (pgbackrest_timers_enabled: false).
+    assert not repo.service("pgbackrest-full.timer").is_running
+
+
+def test_archive_settings_and_check(hosts: dict[str, Any]) -> None:
+    settings = _sql(hosts[DB], "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) "
+                               "FROM pg_settings WHERE name IN ('archive_mode', "
+                               "'archive_command', 'archive_timeout')", db="postgres")
+    assert "archive_mode=on" in settings and "archive_timeout=60" in settings
+    assert "archive_command=pgbackrest --stanza=warehouse archive-push %p" in settings
+    check = _as_repo(hosts[REPO], "pgbackrest --stanza=warehouse check")
+    assert check.rc == 0, check.stderr
+
+
+def test_backup_playbook_reports_label_size_and_duration(
+        hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
+    play = _playbook("backup.yml", "-e", "backup_type=full")
+    assert play.returncode == 0, play.stdout[-3000:]
+    match = re.search(r"full backup (\d{8}-\d{6}F) took (\d+) s", play.stdout)
+    assert match, play.stdout[-2000:]
+    assert re.search(r"database [\d.]+ MiB, changed [\d.]+ MiB, stored [\d.]+ MiB", play.stdout)
+    info = json.loads(_as_repo(hosts[REPO], "pgbackrest --stanza=warehouse --output=json info")
+                      .stdout)
+    assert info[0]["backup"][-1]["label"] == match.group(1)
+    refused = _playbook("backup.yml", "-e", "backup_type=weekly")
+    assert refused.returncode != 0 and "backup_type is 'weekly'" in refused.stdout
+
+
+def _checksums_now(tmp_path: Path) -> dict[str, Any]:
+    """pg_table_checksums on the primary at a consistent point, as the test's 'remembered time'."""
+    env = dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    proc = subprocess.run(
+        ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], DB, "-b", "--become-user",
+         "postgres", "-m", "pg_table_checksums", "-a", "consistent_point=true"],
+        capture_output=True, text=True, env=env, check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    result: dict[str, Any] = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][DB]
+    assert result["changed"] is False and result["tables"]
+    return result
+
+
+def test_drill_to_a_remembered_time_restores_exactly_what_was_committed_before_it(
+        hosts: dict[str, Any], warehouse: dict[str, int], tmp_path: Path) -> None:
+    db = hosts[DB]
+    # More writes after the full backup: kept by the restore.
+    _sql(db, "INSERT INTO warehouse.ref_region VALUES (1001, 'W1', 'before the target', 0); "
+             "UPDATE warehouse.dim_customer SET comment = comment || ' w1' "
+             "WHERE customer_key % 7 = 0")
+    _sql(db, "INSERT INTO dr.markers (label, drill_id) VALUES ('test-before', 'molecule')")
+    time.sleep(1)
+    remembered = _checksums_now(tmp_path)
+    target = remembered["snapshot_time"]
+    time.sleep(1)
+    # More writes after the remembered time: gone after the restore.
+    _sql(db, "INSERT INTO dr.markers (label, drill_id) VALUES ('test-after', 'molecule')")
+    _sql(db, "INSERT INTO warehouse.ref_region VALUES (1002, 'W2', 'after the target', 0); "
+             "DELETE FROM warehouse.fact_sales WHERE orderkey % 50 = 0; "
+             "UPDATE warehouse.dim_customer SET comment = comment || ' w2' "
+             "WHERE customer_key % 5 = 0")
+    after = int(_sql(db, "SELECT count(*) FROM warehouse.fact_sales"))
+    assert after < warehouse["fact_sales"]
+
+    sums = tmp_path / "sums.json"
+    sums.write_text(json.dumps({"dr_drill_source_checksums": remembered["tables"]}))
+    result_file = tmp_path / "drill.json"
+    play = _playbook("dr_drill.yml", "-e", f"dr_drill_target_time={target}", "-e", f"@{sums}",
+                     "-e", "dr_drill_keep=true", "-e", f"dr_drill_result_file={result_file}")
+    assert play.returncode == 0, play.stdout[-4000:]
+    result = json.loads(result_file.read_text())
+    assert result["verified"] is True
+    assert result["checks"]["checksums_match"] is True
+    assert result["checks"]["mismatches"] == []
+    assert result["checks"]["amcheck_indexes"] > 5
+    assert result["checks"]["markers_missing"] == []
+    assert result["checks"]["markers_unexpected"] == []
+    assert result["checks"]["repository_verified"] is True
+    assert 0 < result["rto_seconds"] < 1800
+    assert 0 <= result["rpo_seconds"] <= 300
+    assert result["pitr_gap_seconds"] is not None and 0 <= result["pitr_gap_seconds"] < 5
+    assert set(result["phases"]) >= {"discover", "mark", "ship", "restore", "recover", "verify"}
+
+    # The copy on the scratch host, queried directly: before yes, after no.
+    copy = hosts[SCRATCH]
+    regions = _sql(copy, "SELECT string_agg(region_key::text, ',' ORDER BY region_key) "
+                         "FROM warehouse.ref_region WHERE region_key > 1000", port=5433)
+    assert regions == "1001"
+    assert int(_sql(copy, "SELECT count(*) FROM warehouse.fact_sales", port=5433)) \
+        == remembered["tables"]["warehouse.fact_sales"]["rows"] == warehouse["fact_sales"]
+    labels = _sql(copy, "SELECT string_agg(label, ',' ORDER BY id) FROM dr.markers "
+                        "WHERE drill_id = 'molecule'", port=5433)
+    assert labels == "test-before"
+    assert _sql(copy, "SELECT count(*) FROM warehouse.dim_customer WHERE comment LIKE '% w2'",
+                port=5433) == "0"
+    assert copy.run("systemctl stop wops-dr-drill.service").rc == 0
+
+
+class _Pushgateway(http.server.BaseHTTPRequestHandler):
+    received: list[tuple[str, str, str]] = []  # noqa: RUF012 - shared by the test on purpose
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
+        self.received.append(("PUT", self.path, body))
+        self.send_response(200)
+        self.end_headers()
+
+    do_POST = do_PUT
+
+    def log_message(self, *args: Any) -> None:
+        return
+
+
+@pytest.fixture()
+def pushgateway() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
+    _Pushgateway.received = []
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Pushgateway)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", _Pushgateway.received
+    server.shutdown()
+
+
+def test_runbook_driver_drills_reports_and_pushes_metrics(
+        hosts: dict[str, Any], warehouse: dict[str, int], tmp_path: Path,
+        pushgateway: tuple[str, list[tuple[str, str, str]]]) -> None:
+    url, received = pushgateway
+    proc = subprocess.run(
+        [str(ROOT / ".venv/bin/python"), str(ROOT / "runbooks/dr_drill.py"),
+         "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--report-dir", str(tmp_path),
+         "--pushgateway", url, "--quiet"],
+        capture_output=True, text=True, env=_env(), check=False, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    reports = sorted(tmp_path.glob("dr-drill-*.json"))
+    assert len(reports) == 1
+    report = json.loads(reports[0].read_text())
+    assert report["status"] == "verified" and report["data_verified"] is True
+    assert [p["number"] for p in report["phases"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert all(p["seconds"] >= 0 and p["status"] == "ok" for p in report["phases"])
+    assert report["rto_seconds"] > 0 and report["rpo_seconds"] is not None
+    markdown = reports[0].with_suffix(".md").read_text()
+    assert "| # | Phase | Seconds | Tasks | Status |" in markdown
+    assert "| 4 | restore the backup onto the scratch host |" in markdown
+    assert received, "nothing was pushed"
+    _method, path, body = received[-1]
+    assert path == "/metrics/job/wops_dr_drill/environment/dev"
+    assert "wops_dr_drill_success 1.0" in body
+    assert "wops_dr_drill_data_verified 1.0" in body
+    assert re.search(r"wops_dr_drill_rto_seconds [\d.e+]+", body)
+    assert 'wops_dr_drill_phase_seconds{phase="restore the backup onto the scratch host"}' in body
+    # The drill's own markers: one before and one after its target.
+    assert re.fullmatch(r"\d{8}T\d{6}Z", report["drill_id"])
+    query = "SELECT string_agg(label, ',' ORDER BY id) FROM dr.markers WHERE drill_id = '%s'"
+    labels = _sql(hosts[DB], query % report["drill_id"])
+    assert labels == "before,after"
+    # Cleaned up: no copy left running.
+    assert not hosts[SCRATCH].file("/var/lib/postgresql/dr-drill/warehouse").exists
+
+
+def test_restore_beyond_the_archived_wal_is_refused_before_touching_the_host(
+        hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
+    scratch = hosts[SCRATCH]
+    scratch.run("mkdir -p /var/lib/postgresql/15/main && "
+                "touch /var/lib/postgresql/15/main/sentinel")
+    before = scratch.run("find /var/lib/postgresql /var/log/pgbackrest -newer /etc/hostname "
+                         "-printf '%p %T@\\n' | sort").stdout
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat(timespec="seconds")
+    play = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={SCRATCH}",
+                     "-e", "dr_restore_target_type=time", "-e", f"dr_restore_target={future}")
+    assert play.returncode != 0
+    assert "Refusing to restore" in play.stdout and "beyond the archived WAL" in play.stdout
+    assert "Restore 2/7" not in play.stdout
+    recap = play.stdout.split("PLAY RECAP")[-1]
+    assert not re.search(r"changed=[1-9]", recap), recap
+    after = scratch.run("find /var/lib/postgresql /var/log/pgbackrest -newer /etc/hostname "
+                        "-printf '%p %T@\\n' | sort").stdout
+    assert after == before
+    # An unknown restore point is refused the same way.
+    named = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={SCRATCH}",
+                      "-e", "dr_restore_target_type=name", "-e", "dr_restore_target=no-such-point")
+    assert named.returncode != 0 and "no restore point named 'no-such-point'" in named.stdout
+    scratch.run("rm -rf /var/lib/postgresql/15")
+
+
+def test_archiving_and_backups_continue_after_a_postgresql_restart(
+        hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
+    db = hosts[DB]
+    failed_before = int(_sql(db, "SELECT failed_count FROM pg_stat_archiver", db="postgres"))
+    assert db.run("systemctl restart postgresql@15-main").rc == 0
+    for _ in range(30):
+        if db.run("runuser -u postgres -- pg_isready -q").rc == 0:
+            break
+        time.sleep(1)
+    _sql(db, "INSERT INTO dr.markers (label, drill_id) VALUES ('after-restart', 'molecule')")
+    segment = _sql(db, "SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
+    for _ in range(60):
+        archived = _sql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+                        db="postgres")
+        if archived >= segment:
+            break
+        time.sleep(1)
+    assert archived >= segment
+    assert int(_sql(db, "SELECT failed_count FROM pg_stat_archiver", db="postgres")) \
+        == failed_before
+    play = _playbook("backup.yml", "-e", "backup_type=incr")
+    assert play.returncode == 0, play.stdout[-3000:]
+    assert re.search(r"incr backup \d{8}-\d{6}F_\d{8}-\d{6}I took", play.stdout)
+    check = _as_repo(hosts[REPO], "pgbackrest --stanza=warehouse check")
+    assert check.rc == 0, check.stderr
+
+
+def test_corrupted_backup_file_fails_verify_and_the_drill(
+        hosts: dict[str, Any], warehouse: dict[str, int], tmp_path: Path) -> None:
+    repo = hosts[REPO]
+    info = json.loads(_as_repo(repo, "pgbackrest --stanza=warehouse --output=json info").stdout)
+    full = [b["label"] for b in info[0]["backup"] if b["type"] == "full"][-1]
+    # The largest file of the full backup: a warehouse table's data.
+    victim = repo.check_output(
+        f"find /var/lib/pgbackrest/backup/warehouse/{full}/pg_data/base -type f "
+        "-printf '%s %p\\n' | sort -n | tail -n 1 | cut -d' ' -f2")
+    assert repo.run("cp -p %s /root/victim.orig", victim).rc == 0
+    try:
+        assert repo.run(f"printf 'corrupt' | dd of={victim} bs=1 seek=64 conv=notrunc").rc == 0
+        verify = _as_repo(repo, "pgbackrest --stanza=warehouse --output=text --verbose verify")
+        assert "status: error" in verify.stdout and "checksum invalid: 1" in verify.stdout
+        play = _playbook("dr_drill.yml")
+        assert play.returncode != 0
+        out = play.stdout
+        assert "fatal:" in out or "FAILED" in out
+        assert re.search(r"checksum|pgbackrest verify|invalid|decrypt|corrupt", out, re.I), \
+            out[-3000:]
+    finally:
+        repo.run("cp -p /root/victim.orig %s", victim)
+        hosts[SCRATCH].run("systemctl stop wops-dr-drill.service")
+    verify = _as_repo(repo, "pgbackrest --stanza=warehouse --output=text --verbose verify")
+    assert "status: ok" in verify.stdout
