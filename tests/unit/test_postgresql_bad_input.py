@@ -1,0 +1,101 @@
+"""postgresql role: bad input fails in preflight, naming the variable, before any change.
+
+The role runs in check mode, preflight tags only, against local hosts: a
+primary and a replica in the stack's groups. If a check ever let bad input
+through, check mode and the tag filter would still keep the controller
+unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SECRETS = [
+    "vault_postgresql_replication_password", "vault_postgresql_etl_password",
+    "vault_postgresql_reporting_password", "vault_postgresql_airflow_password",
+    "vault_postgresql_monitoring_password", "vault_postgresql_admin_password",
+]
+
+
+def _run(tmp_path: Path, *extra: str, limit: str = "all") -> subprocess.CompletedProcess[str]:
+    secrets = "".join(f"    {name}: not-a-real-secret\n" for name in SECRETS)
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
+        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
+        # The controller has no sudo; root becomes postgres with su.
+        f"    ansible_become_method: su\n{secrets}"
+        "  children:\n    postgres:\n      children:\n"
+        "        postgres_primary:\n          hosts:\n            db1:\n"
+        "        postgres_replica:\n          hosts:\n            db2:\n"
+    )
+    (tmp_path / "play.yml").write_text(
+        "- name: PostgreSQL\n  hosts: postgres\n  any_errors_fatal: true\n"
+        "  roles:\n    - role: postgresql\n"
+    )
+    return subprocess.run(
+        ["ansible-playbook", "--check", "--tags", "postgresql_preflight", "--limit", limit,
+         "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), *extra],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
+def _json(**extra_vars: object) -> list[str]:
+    return ["-e", json.dumps(extra_vars)]
+
+
+@pytest.mark.parametrize(("extra", "named"), [
+    (["-e", "postgresql_port=fivefour"], "postgresql_port"),
+    (["-e", "postgresql_version=17"], "postgresql_version is '17'"),
+    (_json(postgresql_settings={"Work-Mem": "64MB"}), "postgresql_settings has the key 'Work-Mem'"),
+    (_json(postgresql_settings={"wrok_mem": "64MB"}), "postgresql_settings names wrok_mem"),
+    (_json(postgresql_hba_entries=[{"type": "host", "database": "all", "user": "all",
+                                    "address": "0.0.0.0/0", "method": "trust"}]),
+     "postgresql_hba_entries[0]"),
+    (_json(postgresql_hba_entries=[{"type": "hostssl", "database": "all", "user": "all",
+                                    "address": "10.0.0.0/8", "method": "md5"}]),
+     "postgresql_hba_entries[0]"),
+    (_json(postgresql_hba_entries=[{"type": "local", "database": "all", "user": "all",
+                                    "method": "trust"}]),
+     "postgresql_hba_entries[0]"),
+    (_json(postgresql_hba_entries=[{"type": "hostssl", "database": "all", "user": "all",
+                                    "address": ["samenet", "10.1.2.3/40"],
+                                    "method": "scram-sha-256"}]),
+     "has the address '10.1.2.3/40'"),
+    (_json(postgresql_hba_entries=[{"type": "hostssl", "database": "all", "user": "all",
+                                    "method": "scram-sha-256"}]),
+     "postgresql_hba_entries[0]"),
+    (_json(postgresql_users=[{"name": "etl", "password_var": "vault_postgresql_nope_password"}]),
+     "'vault_postgresql_nope_password', which is not defined"),
+    (["-e", "postgresql_replication_password_var=vault_missing"],
+     "postgresql_replication_password_var takes its password from the variable 'vault_missing'"),
+    (["-e", "postgresql_primary_host=nowhere"], "postgresql_primary_host 'nowhere'"),
+    (["-e", "postgresql_archive_mode=on"], "postgresql_archive_command"),
+    (_json(postgresql_default_privileges=[{"database": "warehouse", "owner": "etl",
+                                           "objects": "TABLES", "privs": ["USAGE"],
+                                           "role": "reporting"}]),
+     "postgresql_default_privileges entry"),
+    (_json(postgresql_warehouse_migrations_enabled=True,
+           postgresql_warehouse_migrations_command=["/nonexistent/etl", "migrate", "--json"]),
+     "postgresql_warehouse_migrations_command"),
+    (_json(postgresql_tls_cert_src="/nonexistent/server.crt"), "postgresql_tls_key_src"),
+])
+def test_bad_input_fails_in_preflight(tmp_path: Path, extra: list[str], named: str) -> None:
+    proc = _run(tmp_path, *extra)
+    assert proc.returncode != 0
+    assert named in proc.stdout, proc.stdout[-3000:]
+    assert "Install the PostgreSQL server" not in proc.stdout
+
+
+def test_good_input_passes_preflight(tmp_path: Path) -> None:
+    proc = _run(tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "changed=0" in proc.stdout
