@@ -78,11 +78,13 @@ def _copy_statement(
     if trailer:
         cols.append(sql.Identifier("_trailer"))
     if src.fmt == "csv":
-        opts = sql.SQL("FORMAT csv, DELIMITER ',', HEADER MATCH, ENCODING 'UTF8'")
+        opts = sql.SQL("FORMAT csv, DELIMITER ',', HEADER MATCH, ENCODING 'UTF8', FREEZE")
     else:
         # dbgen files have no quoting at all: use a quote byte that cannot
         # occur so that a '"' inside a comment stays an ordinary character.
-        opts = sql.SQL("FORMAT csv, DELIMITER '|', QUOTE E'\\x01', ENCODING 'UTF8'")
+        opts = sql.SQL("FORMAT csv, DELIMITER '|', QUOTE E'\\x01', ENCODING 'UTF8', FREEZE")
+    # FREEZE: the table is created in the same transaction, so its rows can be
+    # written frozen and the validation scans do not dirty every page again.
     return sql.SQL("COPY {}.{} ({}) FROM STDIN ({})").format(
         sql.Identifier(settings.staging_schema), sql.Identifier(table),
         sql.SQL(", ").join(cols), opts,

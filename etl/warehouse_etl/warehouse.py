@@ -53,26 +53,31 @@ class Applier:
 
     def _upsert(self, target: str, key: tuple[str, ...], cols: tuple[str, ...],
                 select: sql.Composable) -> int:
-        """INSERT ... ON CONFLICT DO UPDATE, touching only rows that differ."""
-        tgt = sql.Identifier(target)
-        non_key = [c for c in cols if c not in key and c != "run_id"]
-        sets = sql.SQL(", ").join(
-            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in (*non_key, "run_id")
-        )
-        differs = sql.SQL("({}) IS DISTINCT FROM ({})").format(
-            sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in non_key),
-            sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in non_key),
-        )
+        """MERGE the batch rows into a dimension, touching only rows that differ.
+
+        MERGE (a join) rather than INSERT ... ON CONFLICT (a speculative insert
+        per row) because batches are bulk; like ON CONFLICT it refuses to touch
+        a row twice, so a key duplicated in the batch still raises.
+        """
+        ident = [sql.Identifier(c) for c in cols]
+        non_key = [sql.Identifier(c) for c in cols if c not in key and c != "run_id"]
         cur = self.conn.execute(
             sql.SQL(
-                "INSERT INTO {wh}.{tgt} AS t ({cols}) {select}"
-                " ON CONFLICT ({key}) DO UPDATE SET {sets} WHERE {differs}"
+                "MERGE INTO {wh}.{tgt} AS t USING ({select}) AS s ({cols}) ON {on}"
+                " WHEN MATCHED AND ({t_vals}) IS DISTINCT FROM ({s_vals})"
+                "  THEN UPDATE SET {sets}"
+                " WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({s_cols})"
             ).format(
-                wh=self.wh, tgt=tgt,
-                cols=sql.SQL(", ").join(sql.Identifier(c) for c in cols),
-                select=select,
-                key=sql.SQL(", ").join(sql.Identifier(k) for k in key),
-                sets=sets, differs=differs,
+                wh=self.wh, tgt=sql.Identifier(target), select=select,
+                cols=sql.SQL(", ").join(ident),
+                on=sql.SQL(" AND ").join(
+                    sql.SQL("t.{k} = s.{k}").format(k=sql.Identifier(k)) for k in key),
+                t_vals=sql.SQL(", ").join(sql.SQL("t.{}").format(c) for c in non_key),
+                s_vals=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in non_key),
+                sets=sql.SQL(", ").join(
+                    sql.SQL("{c} = s.{c}").format(c=c)
+                    for c in (*non_key, sql.Identifier("run_id"))),
+                s_cols=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in ident),
             ),
             {"run_id": self.run_id},
         )
@@ -82,13 +87,14 @@ class Applier:
         changed: dict[str, int] = {}
         changed["ref_region"] = self._upsert(
             "ref_region", ("region_key",), ("region_key", "name", "comment", "run_id"),
-            sql.SQL("SELECT r_regionkey, r_name, r_comment, %(run_id)s FROM {}").format(
+            sql.SQL("SELECT r_regionkey, r_name, r_comment, %(run_id)s::bigint FROM {}").format(
                 self._ok("region")),
         )
         changed["ref_nation"] = self._upsert(
             "ref_nation", ("nation_key",),
             ("nation_key", "name", "region_key", "comment", "run_id"),
-            sql.SQL("SELECT n_nationkey, n_name, n_regionkey, n_comment, %(run_id)s FROM {}")
+            sql.SQL("SELECT n_nationkey, n_name, n_regionkey, n_comment, %(run_id)s::bigint"
+                    " FROM {}")
             .format(self._ok("nation")),
         )
         geo = sql.SQL(
@@ -101,7 +107,7 @@ class Applier:
              "nation_key", "nation_name", "region_key", "region_name", "run_id"),
             sql.SQL(
                 "SELECT s.s_suppkey, s.s_name, s.s_address, s.s_phone, s.s_acctbal, s.s_comment,"
-                " n.nation_key, n.name, g.region_key, g.name, %(run_id)s FROM {ok} s {geo}"
+                " n.nation_key, n.name, g.region_key, g.name, %(run_id)s::bigint FROM {ok} s {geo}"
             ).format(ok=self._ok("supplier"), geo=geo.format(
                 nation=self._w("ref_nation"), region=self._w("ref_region"),
                 fk=sql.Identifier("s_nationkey"))),
@@ -113,7 +119,7 @@ class Applier:
             sql.SQL(
                 "SELECT s.c_custkey, s.c_name, s.c_address, s.c_phone, s.c_acctbal,"
                 " s.c_mktsegment, s.c_comment, n.nation_key, n.name, g.region_key, g.name,"
-                " %(run_id)s FROM {ok} s {geo}"
+                " %(run_id)s::bigint FROM {ok} s {geo}"
             ).format(ok=self._ok("customer"), geo=geo.format(
                 nation=self._w("ref_nation"), region=self._w("ref_region"),
                 fk=sql.Identifier("c_nationkey"))),
@@ -124,7 +130,7 @@ class Applier:
              "retail_price", "comment", "run_id"),
             sql.SQL(
                 "SELECT p_partkey, p_name, p_mfgr, p_brand, p_type, p_size, p_container,"
-                " p_retailprice, p_comment, %(run_id)s FROM {}"
+                " p_retailprice, p_comment, %(run_id)s::bigint FROM {}"
             ).format(self._ok("part")),
         )
         changed["product_supplier"] = self._upsert(
@@ -132,7 +138,7 @@ class Applier:
             ("product_key", "supplier_key", "available_qty", "supply_cost", "comment", "run_id"),
             sql.SQL(
                 "SELECT ps_partkey, ps_suppkey, ps_availqty, ps_supplycost, ps_comment,"
-                " %(run_id)s FROM {}"
+                " %(run_id)s::bigint FROM {}"
             ).format(self._ok("partsupp")),
         )
         changed["sales_order"] = self._upsert(
@@ -141,7 +147,7 @@ class Applier:
              "order_priority", "order_clerk", "ship_priority", "comment", "run_id"),
             sql.SQL(
                 "SELECT o_orderkey, o_custkey, o_orderdate, o_orderstatus, o_totalprice,"
-                " o_orderpriority, o_clerk, o_shippriority, o_comment, %(run_id)s FROM {}"
+                " o_orderpriority, o_clerk, o_shippriority, o_comment, %(run_id)s::bigint FROM {}"
             ).format(self._ok("orders")),
         )
         # A renamed nation or region must reach dimension rows this batch did not carry.
