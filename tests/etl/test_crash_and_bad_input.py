@@ -29,10 +29,19 @@ KILL_POINTS = {
 
 @pytest.fixture(scope="module")
 def big_batch(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Big enough (SF 0.05) that the loader is observably mid-batch for a while."""
+    """Big enough (SF 0.03) that the loader is observably mid-batch for a while."""
     out = tmp_path_factory.mktemp("big") / "batch_big"
-    generate(0.05, out, "tbl")
+    generate(0.03, out, "tbl")
     return out
+
+
+@pytest.fixture(scope="module")
+def clean_fingerprint(pg_server, big_batch: Path) -> dict:
+    """The warehouse after an uninterrupted load of the same batch, in its own database."""
+    clean = _new_db(pg_server)
+    assert run_etl(clean, "migrate").returncode == 0
+    assert run_etl(clean, "load", str(big_batch)).returncode == 0
+    return warehouse_fingerprint(clean)
 
 
 def _new_db(pg_server) -> str:
@@ -44,7 +53,7 @@ def _new_db(pg_server) -> str:
 
 @pytest.mark.parametrize("point", list(KILL_POINTS))
 def test_kill_9_mid_batch_then_rerun_equals_clean_load(
-    dsn: str, pg_server, big_batch: Path, point: str
+    dsn: str, big_batch: Path, clean_fingerprint: dict, point: str
 ) -> None:
     assert run_etl(dsn, "migrate").returncode == 0
     proc = subprocess.Popen(
@@ -84,10 +93,7 @@ def test_kill_9_mid_batch_then_rerun_equals_clean_load(
     assert query(dsn, "SELECT count(*) FROM pg_tables"
                       " WHERE schemaname = 'warehouse_staging'")[0][0] == 0
 
-    clean = _new_db(pg_server)
-    assert run_etl(clean, "migrate").returncode == 0
-    assert run_etl(clean, "load", str(big_batch)).returncode == 0
-    assert warehouse_fingerprint(dsn) == warehouse_fingerprint(clean)
+    assert warehouse_fingerprint(dsn) == clean_fingerprint
 
 
 def _summary(res: subprocess.CompletedProcess[str]) -> dict:

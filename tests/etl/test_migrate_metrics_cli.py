@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from typing import ClassVar
 
 import pytest
 from conftest import query, run_etl
+from warehouse_etl.cli import ProgressBar
 from warehouse_etl.devserver import free_port
 
 
@@ -143,3 +145,14 @@ def test_generate_wraps_tpchgen(tmp_path: Path, dsn: str) -> None:
                                                  "part", "partsupp", "region", "supplier"))
     assert run_etl(dsn, "generate", "--scale-factor", "0.001", "--output", str(tmp_path / "h"),
                    "--parts", "2").returncode == 2
+
+
+def test_progress_bar_draws_on_a_stream() -> None:
+    out = io.StringIO()
+    bar = ProgressBar(out)
+    bar("stage", 50_000_000, 100_000_000)
+    bar("stage", 100_000_000, 100_000_000)
+    bar.close()
+    text = out.getvalue()
+    assert "stage" in text and "50.0%" in text and "100.0%" in text
+    assert text.endswith("\n")
