@@ -173,6 +173,36 @@ class FactBuilder:
             self._s(rest_name))).fetchone()
         return leaves, rest_name, int(row[0]) if row else 0
 
+    def start(self) -> None:
+        """Build in the background; ``result()`` waits for it.
+
+        The batch transaction upserts the dimensions meanwhile: the builders
+        only read committed data, so the two do not depend on each other.
+        """
+        self._result: Prepared | None = None
+        self._error: BaseException | None = None
+
+        def run() -> None:
+            try:
+                with connect(self.settings, f"warehouse_etl run {self.run_id} facts") as conn:
+                    self._result = self.build(conn)
+            except BaseException as exc:
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Let a build finish (its tables must not appear after a cleanup)."""
+        self._thread.join()
+
+    def result(self) -> Prepared:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
     def build(self, conn: psycopg.Connection) -> Prepared:
         """Split the batch's quarters over the workers by row count and build in parallel."""
         per_quarter = conn.execute(

@@ -28,9 +28,9 @@ from .errors import (
     InputError,
     IntegrityAssertionError,
 )
-from .facts import FactBuilder, Prepared
+from .facts import FactBuilder
 from .metrics import BatchMetrics
-from .stage import Stager, rejects_table
+from .stage import StagedPart, Stager, rejects_table
 from .validate import TableCounts, Validator, ok_name
 from .warehouse import Applier
 
@@ -214,35 +214,15 @@ class BatchLoad:
                 log.info("the optimistic pass missed a problem; validating every rule",
                          extra={"run_id": run_id})
                 validator.reset()
-            for table in contract.TABLES:
-                validator.validate_table(table, by_table[table.name], strict=strict,
-                                         rules_checked=checked[table.name])
-            counts = validator.counts(parts)
-            failures = validator.category_failures()
-            self.timer.lap("revalidate" if strict else "validate")
-            rows_read = sum(c.read for c in counts.values())
-            rows_rejected = sum(c.rejected for c in counts.values())
-            q = quality.score(rows_read, failures)
-            summary.update(
-                rows_read=rows_read,
-                rows_rejected=rows_rejected,
-                rows_loaded=rows_read - rows_rejected,
-                quality_score=q.score,
-                quality={"components": q.components, "failures": failures},
-                tables={k: {"read": c.read, "loaded": c.loaded, "rejected": c.rejected,
-                            "slow_path": c.slow_path} for k, c in counts.items()},
-            )
-            ratio = rows_rejected / rows_read if rows_read else 0.0
-            over = ratio > settings.max_reject_ratio
+            counts = self._validate(validator, parts, by_table, checked, strict=strict)
+            over = summary["rows_rejected"] > settings.max_reject_ratio * summary["rows_read"]
             if over and not strict:
                 continue  # the optimistic pass skips rules: a rejection must list them all
             if progress:
                 progress("apply", 0, 1)
-            builder = FactBuilder(settings, run_id)
+            builder = None if over else FactBuilder(settings, run_id)
             try:
-                prepared = None if over else builder.build(conn)
-                self.timer.lap("facts_prepared")
-                self._apply(conn, run_id, counts, prepared, strict=strict)
+                self._apply(conn, run_id, counts, builder, strict=strict)
                 break
             except (pgerr.UniqueViolation, pgerr.CardinalityViolation, _RecheckNeeded):
                 if strict:
@@ -260,9 +240,45 @@ class BatchLoad:
             "batch_id", "run_id", "rows_read", "rows_loaded", "rows_rejected",
             "facts_inserted", "quality_score")})
 
+    def _validate(self, validator: Validator, parts: list[StagedPart],
+                  by_table: dict[str, str], checked: dict[str, bool], *,
+                  strict: bool) -> dict[str, TableCounts]:
+        """One validation pass; fills the summary's counts and quality score."""
+        for table in contract.TABLES:
+            validator.validate_table(table, by_table[table.name], strict=strict,
+                                     rules_checked=checked[table.name])
+        counts = validator.counts(parts)
+        failures = validator.category_failures()
+        self.timer.lap("revalidate" if strict else "validate")
+        rows_read = sum(c.read for c in counts.values())
+        rows_rejected = sum(c.rejected for c in counts.values())
+        q = quality.score(rows_read, failures)
+        self.summary.update(
+            rows_read=rows_read,
+            rows_rejected=rows_rejected,
+            rows_loaded=rows_read - rows_rejected,
+            quality_score=q.score,
+            quality={"components": q.components, "failures": failures},
+            tables={k: {"read": c.read, "loaded": c.loaded, "rejected": c.rejected,
+                        "slow_path": c.slow_path} for k, c in counts.items()},
+        )
+        return counts
+
     def _apply(self, conn: psycopg.Connection, run_id: int,
-               counts: dict[str, TableCounts], prepared: Prepared | None, *,
+               counts: dict[str, TableCounts], builder: FactBuilder | None, *,
                strict: bool) -> None:
+        """Build the facts in the background while the batch transaction runs."""
+        if builder is not None:
+            builder.start()
+        try:
+            self._transaction(conn, run_id, counts, builder, strict=strict)
+        finally:
+            if builder is not None:
+                builder.wait()  # its tables must exist before any cleanup drops them
+
+    def _transaction(self, conn: psycopg.Connection, run_id: int,
+                     counts: dict[str, TableCounts], builder: FactBuilder | None, *,
+                     strict: bool) -> None:
         """The batch transaction: quarantine, dimensions, facts and ledger, or nothing."""
         settings, summary = self.settings, self.summary
         rows_read, rows_rejected = summary["rows_read"], summary["rows_rejected"]
@@ -287,7 +303,7 @@ class BatchLoad:
                          rej=sql.Identifier(rejects_table(run_id))),
                 (run_id, self.batch_id),
             )
-            if prepared is None:
+            if builder is None:
                 message = (
                     f"batch {self.batch_id}: {rows_rejected} of {rows_read} rows rejected "
                     f"({ratio:.2%}), above the threshold of {settings.max_reject_ratio:.2%}; "
@@ -306,6 +322,8 @@ class BatchLoad:
             applier.apply_dates()
             self.timer.lap("dimensions")
             li = counts["lineitem"]
+            prepared = builder.result()  # built while the dimensions were applied
+            self.timer.lap("facts_prepared")
             facts = applier.apply_facts(prepared, li.read - li.rejected)
             if facts.inserted + facts.already_present + li.rejected != li.read:
                 message = (
