@@ -12,7 +12,7 @@ from conftest import run_etl
 from warehouse_etl.config import load_settings
 from warehouse_etl.incoming import pending_batches
 
-DAG_FILE = Path(__file__).resolve().parents[2] / "etl" / "dags" / "warehouse_etl.py"
+DAG_FILE = Path(__file__).resolve().parents[2] / "etl" / "dags" / "warehouse_etl_dag.py"
 
 
 def test_pending_batches_in_name_order_skipping_loaded(dsn: str, batch: Path,

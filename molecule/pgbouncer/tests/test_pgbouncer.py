@@ -142,7 +142,8 @@ def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
     worker.join()
     assert play.returncode == 0, play.stdout[-3000:]
     assert "RUNNING HANDLER [pgbouncer : Reload pgbouncer]" in play.stdout
-    assert "Restart pgbouncer" not in play.stdout.split("PLAY RECAP")[0].split("RUNNING HANDLER")[-1]
+    handlers = play.stdout.split("PLAY RECAP")[0]
+    assert "RUNNING HANDLER [pgbouncer : Restart pgbouncer]" not in handlers
     # The change landed while pgbench was still running.
     assert play_seconds < 150 - 15, f"play took {play_seconds:.0f}s, longer than the load"
     result = report["result"]
@@ -150,8 +151,8 @@ def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
     assert result.rc == 0, out[-2000:]
     assert re.search(r"number of failed transactions: 0 \(0\.000%\)", out), out[-2000:]
     assert "aborted" not in out
-    processed = int(re.search(r"number of transactions actually processed: (\d+)", out).group(1))
-    assert processed > 0
+    processed = re.search(r"number of transactions actually processed: (\d+)", out)
+    assert processed and int(processed.group(1)) > 0
     # Same process: reloaded, not restarted; and the new value is in force.
     assert db.check_output("systemctl show -p MainPID --value pgbouncer") == pid_before
     admin = secrets["vault_pgbouncer_admin_password"]
@@ -175,13 +176,14 @@ def test_module_check_mode_apply_and_rerun(hosts: dict[str, Any]) -> None:
     check = _module(args, "--check", "--diff")
     assert check.returncode == 0, check.stdout
     assert "CHANGED" in check.stdout and "<redacted" in check.stdout
-    assert "SCRAM-SHA-256$4096:" in check.stdout and "$" not in check.stdout.split("<redacted")[1][:20]
+    assert "SCRAM-SHA-256$4096:<redacted" in check.stdout
     assert not hosts[DB].file(path).exists
     apply = _module(args)
     assert apply.returncode == 0 and "CHANGED" in apply.stdout, apply.stdout
     assert hosts[DB].file(path).exists
     rerun = _module(args)
-    assert rerun.returncode == 0 and "SUCCESS" in rerun.stdout and '"changed": false' in rerun.stdout
+    assert rerun.returncode == 0, rerun.stdout
+    assert "SUCCESS" in rerun.stdout and "changed: false" in rerun.stdout
     # No verifier or password reaches the output.
     secret = hosts[DB].file(path).content_string.split('"')[3]
     for out in (check.stdout, apply.stdout, rerun.stdout):
