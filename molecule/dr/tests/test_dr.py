@@ -38,7 +38,6 @@ VAULT_ID = f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt"
 def _env() -> dict[str, str]:
     env = dict(os.environ)
     env.update({
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_LIBRARY": str(ROOT / "plugins/modules"),
         "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins/module_utils"),
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
@@ -362,3 +361,54 @@ def test_corrupted_backup_file_fails_verify_and_the_drill(
         hosts[SCRATCH].run("systemctl stop wops-dr-drill.service")
     verify = _as_repo(repo, "pgbackrest --stanza=warehouse --output=text --verbose verify")
     assert "status: ok" in verify.stdout
+
+
+def _module(args: str, *extra: str) -> tuple[int, dict[str, Any], str]:
+    env = dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    proc = subprocess.run(
+        ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], DB, "-b", "--become-user",
+         "postgres", "-m", "pg_table_checksums", "-a", args, *extra],
+        capture_output=True, text=True, env=env, check=False, cwd=ROOT)
+    result: dict[str, Any] = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"][DB]
+    return proc.returncode, result, proc.stdout
+
+
+def test_checksum_module_is_read_only_and_names_missing_tables(
+        warehouse: dict[str, int]) -> None:
+    rc_check, in_check, _ = _module("schemas=warehouse", "--check")
+    rc_real, real, _ = _module("schemas=warehouse")
+    assert rc_check == 0 and rc_real == 0
+    assert in_check["changed"] is False and real["changed"] is False
+    assert in_check["tables"] == real["tables"]
+    assert real["tables"]["warehouse.fact_sales"]["rows"] > 0
+    rc, compared, _ = _module("schemas=warehouse fail_on_mismatch=true expected={{ expected }}",
+                              "-e", json.dumps({"expected": real["tables"]}))
+    assert rc == 0 and compared["matches"] is True and compared["mismatches"] == []
+    rc, missing, _ = _module("tables=warehouse.nope")
+    assert rc != 0 and "tables not found in the database: warehouse.nope" in missing["msg"]
+
+
+def test_logical_dump_run_list_validate_restore(hosts: dict[str, Any],
+                                                warehouse: dict[str, int]) -> None:
+    repo = hosts[REPO]
+    run = repo.run("runuser -u pgdump -- wops-pgdump run")
+    assert run.rc == 0, run.stderr
+    dump = json.loads(run.stdout.splitlines()[0])["dump"]
+    listing = json.loads(repo.check_output("runuser -u pgdump -- wops-pgdump list --json"))
+    assert listing[0]["file"] == dump.rsplit("/", 1)[1] and listing[0]["kept_as"] != "expires"
+    assert repo.run("runuser -u pgdump -- wops-pgdump validate").rc == 0
+    restore = repo.run("runuser -u pgdump -- wops-pgdump restore %s --target-db "
+                       "warehouse_restored --create", dump)
+    assert restore.rc == 0, restore.stderr
+    facts = _sql(hosts[DB], "SELECT count(*) FROM warehouse.fact_sales", db="warehouse_restored")
+    assert int(facts) == int(_sql(hosts[DB], "SELECT count(*) FROM warehouse.fact_sales"))
+    _sql(hosts[DB], "DROP DATABASE warehouse_restored", db="postgres")
+    # A damaged dump is caught and refused.
+    repo.run("cp -p %s /tmp/damaged.dump && cp -p %s.sha256 /tmp/damaged.dump.sha256", dump, dump)
+    repo.run("printf 'x' | dd of=%s bs=1 seek=200 conv=notrunc", dump)
+    bad = repo.run("runuser -u pgdump -- wops-pgdump validate")
+    assert bad.rc == 1 and "checksum mismatch" in bad.stdout
+    refused = repo.run("runuser -u pgdump -- wops-pgdump restore %s --target-db x --create", dump)
+    assert refused.rc == 1 and "refusing to restore" in refused.stderr
+    repo.run("cp -p /tmp/damaged.dump %s", dump)
