@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import testinfra
+from testinfra.utils.ansible_runner import AnsibleRunner
 
 _PODMAN_CONNECTIONS = {"containers.podman.podman", "podman"}
 
@@ -36,7 +37,7 @@ def host(_testinfra_host: Any) -> Any:
 def hosts(request: pytest.FixtureRequest) -> dict[str, Any]:
     """Every host of the scenario by inventory name (for multi-host checks)."""
     inventory = request.config.getoption("ansible_inventory")
-    names = testinfra.utils.ansible_runner.AnsibleRunner(inventory).get_hosts("all")
+    names = AnsibleRunner(inventory).get_hosts("all")
     return {
         name: _direct(testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}"))
         for name in names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -51,7 +52,7 @@ def test_client_connects_through_pgbouncer_with_scram_and_tls(
                    secrets["vault_postgresql_etl_password"])
     assert result.rc == 0, result.stderr
     # pgBouncer itself reached PostgreSQL over TLS as the client's role.
-    assert result.stdout.strip() == "etl t"
+    assert result.stdout.strip() == "etl true"
 
 
 @pytest.mark.parametrize("target", [DB, PROXY])
@@ -59,7 +60,7 @@ def test_wrong_password_and_plaintext_tcp_are_refused(
         hosts: dict[str, Any], secrets: dict[str, str], target: str) -> None:
     client = hosts[DB]
     wrong = _psql(client, _conn(target, "warehouse", "etl"), "SELECT 1", "not-the-password")
-    assert wrong.rc != 0 and "password authentication failed" in wrong.stderr
+    assert wrong.rc != 0 and "SASL authentication failed" in wrong.stderr
     plain = _psql(client, _conn(target, "warehouse", "etl", ssl="disable"), "SELECT 1",
                   secrets["vault_postgresql_etl_password"])
     assert plain.rc != 0
@@ -160,10 +161,10 @@ def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
     assert "default_pool_size|30|" in config.stdout
 
 
-def _module(args: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _module(args: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], DB, "-b", "--become-user",
-         "postgres", "-m", "pgbouncer_auth_file", "-a", args, *extra],
+         "postgres", "-m", "pgbouncer_auth_file", "-a", json.dumps(args), *extra],
         capture_output=True, text=True, env=_molecule_env(), check=False,
     )
 
@@ -171,8 +172,8 @@ def _module(args: str, *extra: str) -> subprocess.CompletedProcess[str]:
 def test_module_check_mode_apply_and_rerun(hosts: dict[str, Any]) -> None:
     path = "/tmp/test-userlist.txt"
     hosts[DB].run("rm -f %s", path)
-    args = (f"path={path} from_pg_authid=true owner=postgres group=postgres "
-            "users=\"[{'name': 'etl'}, {'name': 'reporting'}]\"")
+    args = {"path": path, "from_pg_authid": True, "owner": "postgres", "group": "postgres",
+            "users": [{"name": "etl"}, {"name": "reporting"}]}
     check = _module(args, "--check", "--diff")
     assert check.returncode == 0, check.stdout
     assert "CHANGED" in check.stdout and "<redacted" in check.stdout
@@ -191,8 +192,9 @@ def test_module_check_mode_apply_and_rerun(hosts: dict[str, Any]) -> None:
 
 
 def test_module_names_a_role_missing_in_postgresql(hosts: dict[str, Any]) -> None:
-    result = _module("path=/tmp/x.txt from_pg_authid=true users=\"[{'name': 'no_such_role'}]\"")
+    result = _module({"path": "/tmp/x.txt", "from_pg_authid": True,
+                      "users": [{"name": "no_such_role"}]})
     assert result.returncode != 0
     assert "role 'no_such_role' does not exist in PostgreSQL" in result.stdout
-    bad = _module("path=/tmp/x.txt from_pg_authid=true users=\"[{'name': 'bad\\nname'}]\"")
-    assert bad.returncode != 0
+    bad = _module({"path": "/tmp/x.txt", "users": [{"name": "bad\nname"}]})
+    assert bad.returncode != 0 and "invalid user name" in bad.stdout
