@@ -72,3 +72,14 @@ def test_cleanup_dry_run_and_for_real(tmp_path: Path) -> None:
                    capture_output=True, text=True, check=True)
     left = sorted(p.name for p in tmp_path.glob("warehouse-*.dump"))
     assert len(left) == 31 and left[0] == "warehouse-20260101T003000Z.dump"
+
+
+def test_restore_list_leaves_extensions_to_the_postgresql_role() -> None:
+    listing = (";\n; Archive created at 2026-11-26 04:15:47 UTC\n"
+               "2; 3079 16396 EXTENSION - pg_stat_statements \n"
+               "3824; 0 0 COMMENT - EXTENSION pg_stat_statements \n"
+               "219; 1259 16410 TABLE warehouse fact_sales etl\n"
+               "3801; 0 16410 TABLE DATA warehouse fact_sales etl\n")
+    kept = pgdump.restore_list(listing, with_extensions=False)
+    assert "EXTENSION" not in kept and "TABLE DATA warehouse fact_sales" in kept
+    assert pgdump.restore_list(listing, with_extensions=True) == listing

@@ -7,6 +7,8 @@
     wops-pgdump list [--json]        the dumps, newest first, with what keeps each
     wops-pgdump validate [FILE...]   checksum and pg_restore --list of each (default: all)
     wops-pgdump restore FILE --target-db NAME [--create] [--jobs N]
+                                     (objects owned by the restoring role, no grants,
+                                     no extensions unless --with-privileges/--with-extensions)
     wops-pgdump cleanup [--dry-run]  apply the retention
 
 Retention: the newest `retention_daily` dumps (30), plus the first dump of
@@ -26,6 +28,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,6 +180,20 @@ def cmd_cleanup(cfg: dict[str, Any], dry_run: bool) -> int:
     return 0
 
 
+def restore_list(listing: str, with_extensions: bool) -> str:
+    """pg_restore --list output, without the extensions unless asked for.
+
+    Creating most extensions needs a superuser; the postgresql role creates
+    them in every database it manages, and the dump's objects do not depend
+    on who created them.
+    """
+    if with_extensions:
+        return listing
+    kept = [line for line in listing.splitlines()
+            if not re.search(r"^\d+; \d+ \d+ (EXTENSION|COMMENT - EXTENSION) ", line)]
+    return "\n".join(kept) + "\n"
+
+
 def cmd_restore(cfg: dict[str, Any], bindir: str, args: argparse.Namespace) -> int:
     dump = Path(args.file)
     problem = validate(Dump(dump, cfg["database"], dt.datetime.now(dt.UTC)), bindir)
@@ -190,10 +207,19 @@ def cmd_restore(cfg: dict[str, Any], bindir: str, args: argparse.Namespace) -> i
         if proc.returncode != 0:
             sys.stderr.write(f"createdb {args.target_db} failed: {proc.stderr.strip()}\n")
             return 1
-    proc = subprocess.run(
-        [f"{bindir}/pg_restore", "--no-password", "--no-owner", "--exit-on-error",
-         f"--jobs={args.jobs}", f"--dbname={args.target_db}", str(dump)],
-        env=env, capture_output=True, text=True, check=False)
+    listing = subprocess.run([f"{bindir}/pg_restore", "--list", str(dump)],
+                             capture_output=True, text=True, check=True).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".list", delete=False) as handle:
+        handle.write(restore_list(listing, args.with_extensions))
+    try:
+        proc = subprocess.run(
+            [f"{bindir}/pg_restore", "--no-password", "--no-owner", "--exit-on-error",
+             *([] if args.with_privileges else ["--no-acl"]),
+             f"--jobs={args.jobs}", f"--use-list={handle.name}", f"--dbname={args.target_db}",
+             str(dump)],
+            env=env, capture_output=True, text=True, check=False)
+    finally:
+        os.unlink(handle.name)
     if proc.returncode != 0:
         sys.stderr.write(f"pg_restore into {args.target_db} failed: {proc.stderr.strip()}\n")
         return 1
@@ -216,6 +242,12 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--target-db", required=True)
     res.add_argument("--create", action="store_true", help="create the database first")
     res.add_argument("--jobs", type=int, default=2)
+    res.add_argument("--with-extensions", action="store_true",
+                     help="also create the dump's extensions (needs a superuser)")
+    res.add_argument("--with-privileges", action="store_true",
+                     help="also restore grants and default privileges (needs their roles' "
+                     "membership); by default the restored objects belong to the restoring "
+                     "role and carry no grants")
     cl = sub.add_parser("cleanup", help="apply the retention")
     cl.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
