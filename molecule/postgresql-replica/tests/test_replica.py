@@ -54,7 +54,9 @@ def play(*args: str,
            str(scenario / "converge.yml"), "--tags", "postgresql", *args]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800,
+    # One stream: failures go to stderr with the scenario's display settings.
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          check=False, timeout=1800,
                           env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
 
 

@@ -42,7 +42,9 @@ def play(*args: str, tags: str = "postgresql_configure",
            str(scenario / "converge.yml"), "--tags", tags, *args]
     if extra_vars:
         cmd += ["-e", json.dumps(extra_vars)]
-    return subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1200,
+    # One stream: failures go to stderr with the scenario's display settings.
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          check=False, timeout=1200,
                           env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
 
 
@@ -92,6 +94,7 @@ def test_restart_only_change_waits_for_permission(host: Host) -> None:
     assert sql(host, "SHOW max_connections") == "120"
 
 
+@pytest.mark.usefixtures("restore")
 def test_rejected_setting_fails_and_leaves_the_server_alone(host: Host) -> None:
     before = started(host)
     dropin = host.file(DROPIN).content_string
@@ -106,6 +109,7 @@ def test_rejected_setting_fails_and_leaves_the_server_alone(host: Host) -> None:
     assert sql(host, "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL") == "0"
 
 
+@pytest.mark.usefixtures("restore")
 def test_rejected_hba_line_fails_and_leaves_the_server_alone(host: Host) -> None:
     before = started(host)
     hba = host.file(HBA).content_string
