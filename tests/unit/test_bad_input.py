@@ -7,7 +7,9 @@ before any host is contacted, so no test hosts are needed.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,17 +61,31 @@ def test_unknown_environment_choice_is_rejected_by_the_role(tmp_path: Path) -> N
 
 
 def _entry(command: str, env: dict[str, str] | None = None,
-           user: str | None = None) -> subprocess.CompletedProcess[str]:
-    argv = [str(ROOT / "bin" / command)]
+           user: str | None = None, root: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    argv = [str(root / "bin" / command)]
     if user:
         argv = ["runuser", "-u", user, "--", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, check=False,
+    return subprocess.run(argv, capture_output=True, text=True, cwd="/", check=False,
                           env={**os.environ, **(env or {})}, timeout=120)
 
 
+def _world_readable_copy(base: Path) -> Path:
+    """bin/ and scripts/lib.sh where an unprivileged user can read them."""
+    copy = base / "repo"
+    for rel in ("bin/dev-up", "bin/test", "scripts/lib.sh"):
+        (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / rel, copy / rel)
+    for path in [base, *copy.rglob("*"), copy]:
+        path.chmod(0o755)
+    return copy
+
+
 def test_entry_points_refuse_to_run_without_root() -> None:
-    for command in ("dev-up", "test"):
-        proc = _entry(command, user="nobody")
+    # pytest's tmp_path is private to root: use a directory under /tmp.
+    with tempfile.TemporaryDirectory() as base:
+        copy = _world_readable_copy(Path(base))
+        procs = [_entry(command, user="nobody", root=copy) for command in ("dev-up", "test")]
+    for proc in procs:
         assert proc.returncode != 0
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and "must run as root" in lines[0], proc.stderr
