@@ -82,7 +82,7 @@ def run_etl(dsn: str, *args: str, timeout: float = 300, **env: str
 
 def query(dsn: str, q: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        return conn.execute(q, params).fetchall()  # type: ignore[arg-type]
+        return conn.execute(q, params).fetchall()
 
 
 def warehouse_fingerprint(dsn: str, schema: str = "warehouse") -> dict[str, Any]:
