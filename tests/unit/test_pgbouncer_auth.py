@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
-from pathlib import Path
-
+import pgbouncer_auth as pa
 import psycopg
 import pytest
 from psycopg import sql
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "plugins/module_utils"))
-
-import pgbouncer_auth as pa  # noqa: E402
-from warehouse_etl.devserver import DevServer, devserver, find_bindir  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[DevServer]:
-    try:
-        find_bindir()
-    except Exception:
-        pytest.skip("PostgreSQL server binaries not installed")
-    with devserver({"fsync": "off"}) as srv:
-        yield srv
+from warehouse_etl.devserver import DevServer
 
 
 def _verifier_from_postgres(server: DevServer, role: str, password: str) -> str:
