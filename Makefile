@@ -26,5 +26,5 @@ molecule:        ## One or more scenarios: make molecule S="common postgresql"
 image:           ## Rebuild the base image even if its recipe did not change
 	scripts/build-image.sh --force
 
-vault-dev:       ## Add keys missing from the dev vault (see inventory/vault-keys.yml)
+vault-dev:       ## Add keys missing from the dev vault (see inventory/secret-keys.yml)
 	.venv/bin/python scripts/vault-init.py dev

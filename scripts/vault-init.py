@@ -4,9 +4,9 @@
     scripts/vault-init.py dev                 # add keys missing from the vault
     scripts/vault-init.py staging --force     # new random value for every key
 
-Keys and how each value is generated come from inventory/vault-keys.yml.
+Keys and how each value is generated come from inventory/secret-keys.yml.
 Existing values are kept unless --force is given, so adding a key to
-vault-keys.yml and rerunning never rotates the others. Values are never
+secret-keys.yml and rerunning never rotates the others. Values are never
 printed. The vault password comes from the dev-only file for dev and from
 scripts/vault-password-client.py for staging and production.
 """
@@ -35,7 +35,7 @@ def _generate(kind: str) -> str:
         return base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     if kind == "hex":
         return secrets.token_hex(32)
-    raise SystemExit(f"vault-keys.yml: unknown kind {kind!r}; use password, fernet or hex")
+    raise SystemExit(f"secret-keys.yml: unknown kind {kind!r}; use password, fernet or hex")
 
 
 def _vault_id(env: str) -> str:
@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--force", action="store_true", help="regenerate every value")
     args = parser.parse_args()
 
-    keys = yaml.safe_load((ROOT / "inventory/vault-keys.yml").read_text(encoding="utf-8"))
+    keys = yaml.safe_load((ROOT / "inventory/secret-keys.yml").read_text(encoding="utf-8"))
     vault = ROOT / "inventory" / args.environment / "group_vars/all/vault.yml"
     vault_id = _vault_id(args.environment)
     current: dict[str, str] = {}
@@ -73,9 +73,9 @@ def main() -> int:
         current[key] = _generate(keys[key]["kind"])
     unknown = sorted(set(current) - set(keys))
     if unknown:
-        print(f"note: keys not in vault-keys.yml kept: {', '.join(unknown)}", file=sys.stderr)
+        print(f"note: keys not in secret-keys.yml kept: {', '.join(unknown)}", file=sys.stderr)
 
-    body = "---\n# Encrypted secrets; keys documented in inventory/vault-keys.yml.\n"
+    body = "---\n# Encrypted secrets; keys documented in inventory/secret-keys.yml.\n"
     body += yaml.safe_dump(dict(sorted(current.items())), default_flow_style=False)
     with tempfile.NamedTemporaryFile("w", dir=vault.parent, delete=False, suffix=".tmp") as tmp:
         os.chmod(tmp.name, 0o600)

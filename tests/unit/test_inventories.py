@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENVIRONMENTS = ["dev", "staging", "production"]
 STACK_GROUPS = {"postgres", "postgres_primary", "postgres_replica", "pgbouncer",
                 "airflow", "monitoring", "backup"}
-VAULT_KEYS = yaml.safe_load((ROOT / "inventory/vault-keys.yml").read_text())
+VAULT_KEYS = yaml.safe_load((ROOT / "inventory/secret-keys.yml").read_text())
 
 
 def _groups(node: dict[str, Any], found: dict[str, set[str]]) -> set[str]:
@@ -74,11 +74,11 @@ def test_every_vault_reference_is_documented() -> None:
     referenced: set[str] = set()
     for path in [*ROOT.glob("inventory/**/*.yml"), *ROOT.glob("roles/**/*.yml"),
                  *ROOT.glob("playbooks/*.yml"), *ROOT.glob("molecule/**/*.yml")]:
-        if path.name == "vault.yml" or path.name == "vault-keys.yml":
+        if path.name == "vault.yml" or path.name == "secret-keys.yml":
             continue
         referenced |= set(re.findall(r"\bvault_[a-z0-9_]+", path.read_text()))
     undocumented = referenced - set(VAULT_KEYS)
-    assert undocumented == set(), f"add to inventory/vault-keys.yml: {sorted(undocumented)}"
+    assert undocumented == set(), f"add to inventory/secret-keys.yml: {sorted(undocumented)}"
 
 
 def test_no_plaintext_secret_in_group_vars() -> None:
@@ -87,7 +87,7 @@ def test_no_plaintext_secret_in_group_vars() -> None:
     )
     offenders = []
     for path in ROOT.glob("inventory/**/*.yml"):
-        if path.name in {"vault.yml", "vault-keys.yml"}:
+        if path.name in {"vault.yml", "secret-keys.yml"}:
             continue
         for n, line in enumerate(path.read_text().splitlines(), 1):
             m = secretish.match(line)
