@@ -5,7 +5,9 @@ Runs on the hosts of the molecule `dr` scenario (create and converge it
 first: `molecule converge -s dr`), all on this machine's disk:
 
   1. loads the warehouse with the ETL at the given scale factor (from the
-     controller, over TLS), unless it already holds that many rows;
+     controller, over TLS), unless it already holds that many rows (the
+     containers' /dev/shm is raised to 1 GiB first: PostgreSQL's parallel
+     queries need more than podman's 64 MiB);
   2. takes a full pgBackRest backup (timed);
   3. on the scratch host: restores that backup into an empty directory
      (`pgbackrest restore`, files only) and, same disk, same run, copies the
@@ -81,7 +83,11 @@ def load(scale: float) -> dict[str, Any]:
         batch = Path(tmp) / f"sf{scale:g}"
         for args in (["generate", "--scale-factor", str(scale), "--output", str(batch)],
                      ["migrate"], ["load", str(batch), "--no-progress"]):
-            subprocess.run([etl, *args], env=env, check=True, capture_output=True)
+            proc = subprocess.run([etl, *args], env=env, check=False, capture_output=True,
+                                  text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"etl {args[0]} failed ({proc.returncode}): "
+                                   f"{proc.stderr.strip()[-1500:]}")
     rows = int(sh(DB, "runuser -u postgres -- psql -XAt -d warehouse -c "
                       "\"SELECT count(*) FROM warehouse.fact_sales\""))
     return {"loaded": True, "fact_rows": rows, "seconds": round(time.monotonic() - started, 1)}
@@ -105,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"scale_factor": args.scale_factor,
                               "process_max": args.process_max,
                               "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    # podman gives containers a 64 MiB /dev/shm: too small for the parallel
+    # hash joins of an SF1 load and of the checksums (PostgreSQL's dynamic
+    # shared memory lives there). Only the scenario's containers are changed.
+    for host in (DB, SCRATCH):
+        sh(host, "mount -o remount,size=1g /dev/shm")
     result["load"] = load(args.scale_factor)
     result["database_bytes"] = int(sh(DB, "runuser -u postgres -- psql -XAt -c "
                                           "\"SELECT sum(pg_database_size(oid)) FROM pg_database\""))
