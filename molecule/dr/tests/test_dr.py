@@ -431,3 +431,27 @@ def test_logical_dump_run_list_validate_restore(hosts: dict[str, Any],
     refused = repo.run("runuser -u pgdump -- wops-pgdump restore %s --target-db x --create", dump)
     assert refused.rc == 1 and "refusing to restore" in refused.stderr
     repo.run("cp -p /tmp/damaged.dump %s", dump)
+
+
+def test_in_place_restore_of_the_latest_state_keeps_archived_commits(
+        hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
+    db = hosts[DB]
+    _sql(db, "INSERT INTO dr.markers (label, drill_id) VALUES ('before-in-place', 'molecule')")
+    segment = _sql(db, "SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
+    for _ in range(60):
+        if _sql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+                db="postgres") >= segment:
+            break
+        time.sleep(1)
+    timeline = int(_sql(db, "SELECT timeline_id FROM pg_control_checkpoint()", db="postgres"))
+    play = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={DB}",
+                     "-e", "dr_restore_mode=in_place")
+    assert play.returncode == 0, play.stdout[-4000:]
+    assert "Restore 7/7" in play.stdout
+    assert _sql(db, "SELECT pg_is_in_recovery()", db="postgres") == "f"
+    assert _sql(db, "SELECT count(*) FROM dr.markers WHERE label = 'before-in-place'") == "1"
+    assert int(_sql(db, "SELECT timeline_id FROM pg_control_checkpoint()", db="postgres")) \
+        > timeline
+    # The restored primary archives and backs up again (play 6 ran pgbackrest check).
+    backup = _playbook("backup.yml", "-e", "backup_type=incr")
+    assert backup.returncode == 0, backup.stdout[-3000:]
