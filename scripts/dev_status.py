@@ -29,7 +29,7 @@ GROUP_SERVICES: dict[str, list[str]] = {
         "prometheus-pushgateway",
         "grafana-server",
     ],
-    "backup": ["pgbackrest-full.timer"],
+    "backup": ["pgbackrest-full.timer", "pgbackrest-diff.timer", "wops-pgdump.timer"],
 }
 
 

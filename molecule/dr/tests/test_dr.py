@@ -144,6 +144,14 @@ def test_archive_settings_and_check(hosts: dict[str, Any]) -> None:
     assert check.rc == 0, check.stderr
 
 
+def test_new_stanza_got_its_first_full_backup(hosts: dict[str, Any]) -> None:
+    """pgbackrest_initial_backup: converge leaves a restorable stanza behind."""
+    info = json.loads(_as_repo(hosts[REPO], "pgbackrest --stanza=warehouse --output=json info")
+                      .stdout)
+    assert info[0]["status"]["code"] == 0, info[0]["status"]
+    assert info[0]["backup"][0]["type"] == "full"
+
+
 def test_backup_playbook_reports_label_size_and_duration(
         hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
     play = _playbook("backup.yml", "-e", "backup_type=full")
