@@ -172,24 +172,11 @@ from ansible.module_utils.pg_checksums import (
     summary,
     table_key,
 )
+from ansible.module_utils.pg_connect import connect, connection_argument_spec, import_driver
 
 
 def _connect(module: AnsibleModule, psycopg2: Any) -> Any:
-    p = module.params
-    kwargs: dict[str, Any] = {
-        "user": p["login_user"], "dbname": p["login_db"], "port": p["port"],
-        "host": p["login_host"] or p["login_unix_socket"],
-        "connect_timeout": p["connect_timeout"],
-        "application_name": "pg_table_checksums",
-    }
-    if p["login_password"]:
-        kwargs["password"] = p["login_password"]
-    try:
-        return psycopg2.connect(**kwargs)
-    except psycopg2.Error as exc:
-        module.fail_json(msg=f"cannot connect to PostgreSQL database {p['login_db']} as "
-                             f"{p['login_user']} on port {p['port']}: {str(exc).strip()}")
-    return None  # unreachable: fail_json exits
+    return connect(module, psycopg2, "pg_table_checksums")
 
 
 def _lock_tables(module: AnsibleModule, psycopg2: Any,
@@ -287,21 +274,11 @@ def main() -> None:
             "lock_timeout": {"type": "str", "default": "30s"},
             "expected": {"type": "dict"},
             "fail_on_mismatch": {"type": "bool", "default": False},
-            "login_db": {"type": "str", "default": "warehouse"},
-            "login_user": {"type": "str", "default": "postgres"},
-            "login_password": {"type": "str", "default": "", "no_log": True},
-            "login_host": {"type": "str", "default": ""},
-            "login_unix_socket": {"type": "str", "default": "/var/run/postgresql"},
-            "port": {"type": "int", "default": 5432},
-            "connect_timeout": {"type": "int", "default": 10},
+            **connection_argument_spec("warehouse"),
         },
         supports_check_mode=True,
     )
-    try:
-        import psycopg2  # type: ignore[import-untyped]
-    except ImportError:
-        module.fail_json(msg="pg_table_checksums needs psycopg2 on the host "
-                             "(apt install python3-psycopg2)")
+    psycopg2 = import_driver(module, "pg_table_checksums")
     started = time.monotonic()
     result = _checksums(module, psycopg2)
     result["elapsed_seconds"] = round(time.monotonic() - started, 3)

@@ -89,6 +89,10 @@ options:
     description: Database to connect to for O(from_pg_authid).
     type: str
     default: postgres
+  connect_timeout:
+    description: Seconds to wait for the connection.
+    type: int
+    default: 10
 requirements:
   - psycopg2 (only with O(from_pg_authid=true))
 author: warehouse-ops
@@ -143,6 +147,7 @@ import tempfile
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.pg_connect import connect, connection_argument_spec, import_driver
 from ansible.module_utils.pgbouncer_auth import (
     AuthFileError,
     check_name,
@@ -156,22 +161,8 @@ from ansible.module_utils.pgbouncer_auth import (
 
 
 def _read_pg_authid(module: AnsibleModule, names: list[str]) -> dict[str, str | None]:
-    try:
-        import psycopg2  # type: ignore[import-untyped]
-    except ImportError:
-        module.fail_json(msg="from_pg_authid needs psycopg2 on the host "
-                             "(apt install python3-psycopg2)")
-    p = module.params
-    kwargs: dict[str, Any] = {"user": p["login_user"], "dbname": p["login_db"], "port": p["port"],
-                              "host": p["login_host"] or p["login_unix_socket"],
-                              "connect_timeout": 10}
-    if p["login_password"]:
-        kwargs["password"] = p["login_password"]
-    try:
-        conn = psycopg2.connect(**kwargs)
-    except psycopg2.Error as exc:
-        module.fail_json(msg=f"cannot connect to PostgreSQL as {p['login_user']}: "
-                             f"{str(exc).strip()}")
+    psycopg2 = import_driver(module, "from_pg_authid")
+    conn = connect(module, psycopg2, "pgbouncer_auth_file")
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT rolname, rolpassword FROM pg_catalog.pg_authid "
@@ -242,12 +233,7 @@ def main() -> None:
             "owner": {"type": "str"},
             "group": {"type": "str"},
             "mode": {"type": "raw", "default": "0640"},
-            "login_user": {"type": "str", "default": "postgres"},
-            "login_password": {"type": "str", "default": "", "no_log": True},
-            "login_host": {"type": "str", "default": ""},
-            "login_unix_socket": {"type": "str", "default": "/var/run/postgresql"},
-            "port": {"type": "int", "default": 5432},
-            "login_db": {"type": "str", "default": "postgres"},
+            **connection_argument_spec("postgres"),
         },
         supports_check_mode=True,
     )
