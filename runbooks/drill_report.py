@@ -72,10 +72,18 @@ class Collector:
             self.stats = {k: data.get(k, {}) for k in ("ok", "changed", "failures", "dark")}
         return True  # keep the event in the runner's artifacts too
 
+    @staticmethod
+    def _where(data: dict[str, Any]) -> str:
+        """The host a task ran on: the delegate when the play host delegated it."""
+        host = str(data.get("host", ""))
+        delegated = ((data.get("res") or {}).get("_ansible_delegated_vars") or {})
+        target = str(delegated.get("ansible_delegated_host") or delegated.get("ansible_host") or "")
+        return f"{host} → {target}" if target and target != host else host
+
     def _task(self, kind: str, data: dict[str, Any]) -> None:
         ignored = bool(data.get("ignore_errors"))
         duration = float(data.get("duration") or 0.0)
-        self.tasks.append({"task": data.get("task", ""), "host": data.get("host", ""),
+        self.tasks.append({"task": data.get("task", ""), "host": self._where(data),
                            "seconds": round(duration, 3), "status": kind.rsplit("_", 1)[-1]})
         if self.phases:
             self.phases[-1].tasks += 1
@@ -83,7 +91,7 @@ class Collector:
             result = data.get("res") or {}
             message = result.get("msg") or result.get("stderr") or result.get("reason") or ""
             self.failures.append({"task": str(data.get("task", "")),
-                                  "host": str(data.get("host", "")),
+                                  "host": self._where(data),
                                   "message": str(message)[:2000]})
             if self.phases:
                 self.phases[-1].status = "failed"
