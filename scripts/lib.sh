@@ -5,7 +5,9 @@
 set -euo pipefail
 
 WOPS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-WOPS_CACHE=${WOPS_CACHE:-$WOPS_ROOT/.cache}
+# Caches live outside the clone, so every checkout (and CI's clean clones)
+# reuses the downloaded packages and wheels.
+WOPS_CACHE=${WOPS_CACHE:-/var/cache/warehouse-ops}
 WOPS_VENV=${WOPS_VENV:-$WOPS_ROOT/.venv}
 WOPS_IMAGE=${WOPS_IMAGE:-localhost/warehouse-ops/debian12-systemd:latest}
 WOPS_MIN_FREE_MB=${WOPS_MIN_FREE_MB:-4096}
