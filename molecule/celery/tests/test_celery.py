@@ -1,0 +1,100 @@
+"""CeleryExecutor: the tasks of a DAG run execute on the worker hosts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+SCHED = "wops-mol-celery-sched"
+WORKERS = {"wops-mol-celery-w1", "wops-mol-celery-w2"}
+API = "http://127.0.0.1:8080"
+
+
+@pytest.fixture(scope="module")
+def secrets() -> dict[str, str]:
+    out = subprocess.run(
+        ["ansible-vault", "view", "--vault-id",
+         f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
+         str(ROOT / "inventory/dev/group_vars/all/vault.yml")],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    data: dict[str, str] = yaml.safe_load(out)
+    return data
+
+
+def _curl(host: Any, method: str, path: str, token: str = "",
+          body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
+    if body is not None:
+        args += ["-d", json.dumps(body)]
+    args.append(f"{API}{path}")
+    result = host.run(" ".join(["%s"] * len(args)), *args)
+    text, _, code = result.stdout.rpartition("\n")
+    try:
+        payload: Any = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        payload = text
+    return int(code or 0), payload
+
+
+def test_scheduler_host_runs_no_worker_and_workers_run_only_workers(hosts: dict[str, Any]) -> None:
+    sched = hosts[SCHED]
+    for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        assert sched.service(f"airflow-{component}").is_running
+    assert not sched.file("/etc/systemd/system/airflow-celery-worker.service").exists
+    assert "executor = CeleryExecutor" in sched.file("/etc/airflow/airflow.cfg").content_string
+    for name in WORKERS:
+        assert hosts[name].service("airflow-celery-worker").is_running
+        assert not hosts[name].file("/etc/systemd/system/airflow-scheduler.service").exists
+
+
+def test_broker_needs_its_password_and_listens_privately(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    sched = hosts[SCHED]
+    listening = sched.check_output("ss -Hltn 'sport = :6379'")
+    assert "0.0.0.0:6379" not in listening and "*:6379" not in listening
+    assert "127.0.0.1:6379" in listening
+    denied = sched.run("redis-cli -h 127.0.0.1 ping")
+    assert "NOAUTH" in denied.stdout + denied.stderr
+    ok = sched.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 ping",
+                   secrets["vault_redis_password"])
+    assert ok.stdout.strip() == "PONG"
+
+
+def test_tasks_of_a_dag_run_execute_on_the_workers(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    sched = hosts[SCHED]
+    code, body = _curl(sched, "POST", "/auth/token", body={
+        "username": "admin", "password": secrets["vault_airflow_admin_password"]})
+    assert code in (200, 201), body
+    token = body["access_token"]
+    deadline = time.monotonic() + 180
+    while _curl(sched, "GET", "/api/v2/dags/warehouse_etl", token)[0] != 200:
+        assert time.monotonic() < deadline, "the ETL DAG never showed up"
+        time.sleep(5)
+    assert _curl(sched, "PATCH", "/api/v2/dags/warehouse_etl", token, {"is_paused": False})[0] == 200
+    code, run = _curl(sched, "POST", "/api/v2/dags/warehouse_etl/dagRuns", token,
+                      {"logical_date": None})
+    assert code == 200, run
+    run_id = run["dag_run_id"]
+    deadline = time.monotonic() + 600
+    state = ""
+    while state not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"DAG run {run_id} still {state}"
+        time.sleep(5)
+        state = _curl(sched, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}", token)[1]["state"]
+    _, tis = _curl(sched, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}/taskInstances",
+                   token)
+    assert state == "success", tis
+    ran_on = {ti["hostname"] for ti in tis["task_instances"]}
+    assert len(tis["task_instances"]) == 2
+    assert ran_on <= WORKERS, ran_on

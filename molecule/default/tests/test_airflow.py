@@ -1,0 +1,192 @@
+"""Airflow 3 (LocalExecutor) beside PostgreSQL and pgBouncer: observed behaviour."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+HOST = "wops-mol-af-db"
+API = "http://127.0.0.1:8080"
+COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
+BATCH = "batch_af_0001"
+INCOMING = "/var/lib/warehouse-etl/incoming"
+
+
+@pytest.fixture(scope="module")
+def secrets() -> dict[str, str]:
+    out = subprocess.run(
+        ["ansible-vault", "view", "--vault-id",
+         f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
+         str(ROOT / "inventory/dev/group_vars/all/vault.yml")],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    data: dict[str, str] = yaml.safe_load(out)
+    return data
+
+
+def _curl(host: Any, method: str, path: str, token: str = "",
+          body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"]
+    if token:
+        args += ["-H", f"Authorization: Bearer {token}"]
+    if body is not None:
+        args += ["-d", json.dumps(body)]
+    args.append(f"{API}{path}")
+    result = host.run(" ".join(["%s"] * len(args)), *args)
+    text, _, code = result.stdout.rpartition("\n")
+    try:
+        payload: Any = json.loads(text) if text else None
+    except json.JSONDecodeError:
+        payload = text
+    return int(code or 0), payload
+
+
+def _token(host: Any, secrets: dict[str, str]) -> str:
+    code, body = _curl(host, "POST", "/auth/token", body={
+        "username": "admin", "password": secrets["vault_airflow_admin_password"]})
+    assert code in (200, 201), body
+    token: str = body["access_token"]
+    return token
+
+
+def _health(host: Any) -> dict[str, Any]:
+    code, body = _curl(host, "GET", "/api/v2/monitor/health")
+    assert code == 200, body
+    health: dict[str, Any] = body
+    return health
+
+
+def _pids(host: Any) -> dict[str, str]:
+    return {c: host.check_output("systemctl show -p MainPID --value airflow-%s", c)
+            for c in COMPONENTS}
+
+
+def _side_effect(*extra: str) -> subprocess.CompletedProcess[str]:
+    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         str(scenario / "side_effect.yml"), *extra],
+        capture_output=True, text=True, check=False,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+             "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml"},
+    )
+
+
+def test_every_component_reports_healthy(hosts: dict[str, Any]) -> None:
+    health = _health(hosts[HOST])
+    statuses = {name: part.get("status") for name, part in health.items()}
+    assert set(statuses) >= {"metadatabase", "scheduler", "triggerer", "dag_processor"}
+    assert set(statuses.values()) == {"healthy"}, statuses
+    for component in COMPONENTS:
+        assert hosts[HOST].service(f"airflow-{component}").is_running
+
+
+def test_authentication_is_on_and_config_is_hidden(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    host = hosts[HOST]
+    assert _curl(host, "GET", "/api/v2/dags")[0] == 401
+    code, _ = _curl(host, "POST", "/auth/token",
+                    body={"username": "admin", "password": "not-the-password"})
+    assert code == 401
+    token = _token(host, secrets)
+    assert _curl(host, "GET", "/api/v2/dags", token)[0] == 200
+    # expose_config = False: the config endpoint refuses even the admin.
+    assert _curl(host, "GET", "/api/v2/config", token)[0] == 403
+
+
+def test_metadata_goes_through_pgbouncer_and_secrets_stay_private(hosts: dict[str, Any]) -> None:
+    host = hosts[HOST]
+    env = host.file("/etc/airflow/airflow.env")
+    assert env.mode == 0o640 and env.user == "root" and env.group == "airflow"
+    assert ":6432/airflow?sslmode=require" in host.check_output(
+        "grep SQL_ALCHEMY_CONN /etc/airflow/airflow.env")
+    cfg = host.check_output("cat /etc/airflow/airflow.cfg")
+    assert "expose_config = False" in cfg and "executor = LocalExecutor" in cfg
+    # Secrets never land in airflow.cfg (Airflow writes random ones there
+    # itself when the file is missing).
+    assert "fernet_key" not in cfg and "jwt_secret" not in cfg
+    # Server connections of the airflow database pool exist in pgBouncer.
+    pools = host.check_output(
+        "runuser -u postgres -- psql -XAtc \"SELECT count(*) FROM pg_stat_activity "
+        "WHERE datname = 'airflow' AND usename = 'airflow'\"")
+    assert int(pools) > 0
+
+
+def test_dag_run_of_the_etl_loads_a_tpch_batch(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    host = hosts[HOST]
+    batch_dir = f"{INCOMING}/{BATCH}"
+    host.check_output(
+        "runuser -u warehouse-etl -- /opt/warehouse-etl/venv/bin/etl generate "
+        "--scale-factor 0.01 --output %s", batch_dir)
+    lines = int(host.check_output("wc -l < %s/lineitem.tbl", batch_dir))
+    token = _token(host, secrets)
+    deadline = time.monotonic() + 180
+    while _curl(host, "GET", "/api/v2/dags/warehouse_etl", token)[0] != 200:
+        assert time.monotonic() < deadline, "the ETL DAG never showed up"
+        time.sleep(5)
+    code, body = _curl(host, "PATCH", "/api/v2/dags/warehouse_etl", token, {"is_paused": False})
+    assert code == 200, body
+    code, run = _curl(host, "POST", "/api/v2/dags/warehouse_etl/dagRuns", token,
+                      {"logical_date": None, "conf": {"incoming_dir": INCOMING}})
+    assert code == 200, run
+    run_id = run["dag_run_id"]
+    deadline = time.monotonic() + 600
+    state = ""
+    while state not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"DAG run {run_id} still {state}"
+        time.sleep(5)
+        state = _curl(host, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}", token)[1]["state"]
+    _, tis = _curl(host, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}/taskInstances", token)
+    assert state == "success", tis
+    assert {ti["hostname"] for ti in tis["task_instances"]} == {HOST}
+    ledger = host.check_output(
+        "runuser -u postgres -- psql -d warehouse -XAtc \"SELECT status || ' ' || "
+        "(SELECT count(*) FROM warehouse.fact_sales) FROM warehouse.etl_runs "
+        "WHERE batch_id = '%s' AND status = 'loaded'\"" % BATCH)
+    assert ledger == f"loaded {lines}"
+
+
+def test_a_component_setting_restarts_that_component_only(hosts: dict[str, Any]) -> None:
+    host = hosts[HOST]
+    before = _pids(host)
+    proc = _side_effect("-e", "airflow_dag_processor_refresh_interval=12")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    after = _pids(host)
+    assert after["dag-processor"] != before["dag-processor"]
+    assert {c: after[c] for c in COMPONENTS if c != "dag-processor"} == \
+        {c: before[c] for c in COMPONENTS if c != "dag-processor"}
+    assert "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=\"12\"" in host.file(
+        "/etc/airflow/dag-processor.env").content_string
+    health = _health(host)
+    assert {p.get("status") for p in health.values()} == {"healthy"}, health
+
+
+def test_a_failed_migration_leaves_the_old_release_serving(hosts: dict[str, Any]) -> None:
+    host = hosts[HOST]
+    current = host.check_output("readlink /opt/airflow/current")
+    before = _pids(host)
+    # A new release (one more package) whose migration step cannot reach
+    # PostgreSQL: the components must stay on the running release.
+    proc = _side_effect(
+        "-e", "airflow_dag_processor_refresh_interval=12",
+        "-e", '{"airflow_extra_packages": ["apache-airflow-providers-fab", "async-timeout"]}',
+        "-e", "airflow_migrate_db_port=1")
+    assert proc.returncode != 0
+    assert "Migrate the metadata database" in proc.stdout
+    assert "Connection refused" in proc.stdout
+    assert "Point current at the release" not in proc.stdout
+    installed = host.check_output("ls /opt/airflow/venvs").split()
+    assert len(installed) >= 2, installed
+    assert host.check_output("readlink /opt/airflow/current") == current
+    assert _pids(host) == before
+    health = _health(host)
+    assert {p.get("status") for p in health.values()} == {"healthy"}, health
