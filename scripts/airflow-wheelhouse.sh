@@ -18,7 +18,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 version=${1:-3.3.2}
 python_tag=3.11
 constraints="$root/roles/airflow/files/constraints/airflow-${version}-python${python_tag}.txt"
-cache=${WOPS_CACHE:-$root/.cache}
+cache=${WOPS_CACHE:-/var/cache/warehouse-ops}
 dest="$cache/airflow-wheelhouse/${version}-py${python_tag}"
 py=${WOPS_PYTHON:-python3}
 
