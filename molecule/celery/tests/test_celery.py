@@ -31,7 +31,8 @@ def secrets() -> dict[str, str]:
 
 def _curl(host: Any, method: str, path: str, token: str = "",
           body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"]
+    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}",
+            "-H", "Content-Type: application/json"]
     if token:
         args += ["-H", f"Authorization: Bearer {token}"]
     if body is not None:
@@ -46,7 +47,8 @@ def _curl(host: Any, method: str, path: str, token: str = "",
     return int(code or 0), payload
 
 
-def test_scheduler_host_runs_no_worker_and_workers_run_only_workers(hosts: dict[str, Any]) -> None:
+def test_scheduler_host_runs_no_worker_and_workers_run_only_workers(
+        hosts: dict[str, Any]) -> None:
     sched = hosts[SCHED]
     for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
         assert sched.service(f"airflow-{component}").is_running
@@ -81,7 +83,8 @@ def test_tasks_of_a_dag_run_execute_on_the_workers(
     while _curl(sched, "GET", "/api/v2/dags/warehouse_etl", token)[0] != 200:
         assert time.monotonic() < deadline, "the ETL DAG never showed up"
         time.sleep(5)
-    assert _curl(sched, "PATCH", "/api/v2/dags/warehouse_etl", token, {"is_paused": False})[0] == 200
+    code, body = _curl(sched, "PATCH", "/api/v2/dags/warehouse_etl", token, {"is_paused": False})
+    assert code == 200, body
     code, run = _curl(sched, "POST", "/api/v2/dags/warehouse_etl/dagRuns", token,
                       {"logical_date": None})
     assert code == 200, run
@@ -91,7 +94,8 @@ def test_tasks_of_a_dag_run_execute_on_the_workers(
     while state not in ("success", "failed"):
         assert time.monotonic() < deadline, f"DAG run {run_id} still {state}"
         time.sleep(5)
-        state = _curl(sched, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}", token)[1]["state"]
+        state = _curl(sched, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}",
+                      token)[1]["state"]
     _, tis = _curl(sched, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}/taskInstances",
                    token)
     assert state == "success", tis

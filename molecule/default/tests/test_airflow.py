@@ -34,7 +34,8 @@ def secrets() -> dict[str, str]:
 
 def _curl(host: Any, method: str, path: str, token: str = "",
           body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}", "-H", "Content-Type: application/json"]
+    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}",
+            "-H", "Content-Type: application/json"]
     if token:
         args += ["-H", f"Authorization: Bearer {token}"]
     if body is not None:
@@ -144,14 +145,15 @@ def test_dag_run_of_the_etl_loads_a_tpch_batch(
     while state not in ("success", "failed"):
         assert time.monotonic() < deadline, f"DAG run {run_id} still {state}"
         time.sleep(5)
-        state = _curl(host, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}", token)[1]["state"]
+        state = _curl(host, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}",
+                      token)[1]["state"]
     _, tis = _curl(host, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}/taskInstances", token)
     assert state == "success", tis
     assert {ti["hostname"] for ti in tis["task_instances"]} == {HOST}
     ledger = host.check_output(
         "runuser -u postgres -- psql -d warehouse -XAtc \"SELECT status || ' ' || "
         "(SELECT count(*) FROM warehouse.fact_sales) FROM warehouse.etl_runs "
-        "WHERE batch_id = '%s' AND status = 'loaded'\"" % BATCH)
+        f"WHERE batch_id = '{BATCH}' AND status = 'loaded'\"")
     assert ledger == f"loaded {lines}"
 
 
