@@ -77,7 +77,7 @@ def _side_effect(*extra: str) -> subprocess.CompletedProcess[str]:
          str(scenario / "side_effect.yml"), *extra],
         capture_output=True, text=True, check=False,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-             "ANSIBLE_CALLBACK_RESULT_FORMAT": "yaml"},
+             "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
     )
 
 
@@ -160,13 +160,17 @@ def test_dag_run_of_the_etl_loads_a_tpch_batch(
 def test_a_component_setting_restarts_that_component_only(hosts: dict[str, Any]) -> None:
     host = hosts[HOST]
     before = _pids(host)
-    proc = _side_effect("-e", "airflow_dag_processor_refresh_interval=12")
+    current = host.check_output(
+        "sed -n 's/^AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=\"\\(.*\\)\"$/\\1/p' "
+        "/etc/airflow/dag-processor.env")
+    interval = int(current) + 1
+    proc = _side_effect("-e", f"airflow_dag_processor_refresh_interval={interval}")
     assert proc.returncode == 0, proc.stdout[-3000:]
     after = _pids(host)
     assert after["dag-processor"] != before["dag-processor"]
     assert {c: after[c] for c in COMPONENTS if c != "dag-processor"} == \
         {c: before[c] for c in COMPONENTS if c != "dag-processor"}
-    assert "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=\"12\"" in host.file(
+    assert f"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=\"{interval}\"" in host.file(
         "/etc/airflow/dag-processor.env").content_string
     health = _health(host)
     assert {p.get("status") for p in health.values()} == {"healthy"}, health
@@ -175,11 +179,14 @@ def test_a_component_setting_restarts_that_component_only(hosts: dict[str, Any])
 def test_a_failed_migration_leaves_the_old_release_serving(hosts: dict[str, Any]) -> None:
     host = hosts[HOST]
     current = host.check_output("readlink /opt/airflow/current")
+    interval = host.check_output(
+        "sed -n 's/^AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=\"\\(.*\\)\"$/\\1/p' "
+        "/etc/airflow/dag-processor.env")
     before = _pids(host)
     # A new release (one more package) whose migration step cannot reach
     # PostgreSQL: the components must stay on the running release.
     proc = _side_effect(
-        "-e", "airflow_dag_processor_refresh_interval=12",
+        "-e", f"airflow_dag_processor_refresh_interval={interval}",
         "-e", '{"airflow_extra_packages": ["apache-airflow-providers-fab", "async-timeout"]}',
         "-e", "airflow_migrate_db_port=1")
     assert proc.returncode != 0
