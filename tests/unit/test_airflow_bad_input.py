@@ -68,7 +68,7 @@ def test_bad_input_fails_in_preflight(
     assert named in proc.stdout, proc.stdout[-2000:]
     # Failed before the first install task.
     assert "Install Airflow into the release's virtualenv" not in proc.stdout
-    assert "Install Python's venv support" not in proc.stdout
+    assert "Install Python's venv support and packaging" not in proc.stdout
 
 
 def test_good_input_passes_preflight(tmp_path: Path) -> None:
