@@ -8,13 +8,17 @@ which runs the same checks an order of magnitude faster.
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 import testinfra
+import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
 
 _PODMAN_CONNECTIONS = {"containers.podman.podman", "podman"}
+_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _direct(host: Any) -> Any:
@@ -42,3 +46,16 @@ def hosts(request: pytest.FixtureRequest) -> dict[str, Any]:
         name: _direct(testinfra.get_host(f"ansible://{name}?ansible_inventory={inventory}"))
         for name in names
     }
+
+
+@pytest.fixture(scope="session")
+def secrets() -> dict[str, str]:
+    """The dev vault every scenario converges with, decrypted with its dev-only password."""
+    out = subprocess.run(
+        ["ansible-vault", "view", "--vault-id",
+         f"dev@{_ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
+         str(_ROOT / "inventory/dev/group_vars/all/vault.yml")],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    data: dict[str, str] = yaml.safe_load(out)
+    return data

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[3]
 SCHED = "wops-mol-celery-sched"
 WORKERS = {"wops-mol-celery-w1", "wops-mol-celery-w2"}
 API = "http://127.0.0.1:8080"
-
-
-@pytest.fixture(scope="module")
-def secrets() -> dict[str, str]:
-    out = subprocess.run(
-        ["ansible-vault", "view", "--vault-id",
-         f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
-         str(ROOT / "inventory/dev/group_vars/all/vault.yml")],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    data: dict[str, str] = yaml.safe_load(out)
-    return data
 
 
 def _curl(host: Any, method: str, path: str, token: str = "",

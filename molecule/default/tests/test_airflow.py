@@ -9,27 +9,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
-ROOT = Path(__file__).resolve().parents[3]
 HOST = "wops-mol-af-db"
 API = "http://127.0.0.1:8080"
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
 BATCH = "batch_af_0001"
 INCOMING = "/var/lib/warehouse-etl/incoming"
-
-
-@pytest.fixture(scope="module")
-def secrets() -> dict[str, str]:
-    out = subprocess.run(
-        ["ansible-vault", "view", "--vault-id",
-         f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
-         str(ROOT / "inventory/dev/group_vars/all/vault.yml")],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    data: dict[str, str] = yaml.safe_load(out)
-    return data
 
 
 def _curl(host: Any, method: str, path: str, token: str = "",

@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 import testinfra.utils.ansible_runner  # noqa: F401 - molecule/conftest.py's hosts fixture needs it loaded
-import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 DB = "wops-mol-dr-db"
@@ -57,14 +56,6 @@ def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), check=False,
         cwd=ROOT,
     )
-
-
-@pytest.fixture(scope="module")
-def secrets() -> dict[str, str]:
-    out = subprocess.run(["ansible-vault", "view", "--vault-id", VAULT_ID, str(VAULT)],
-                         capture_output=True, text=True, check=True).stdout
-    data: dict[str, str] = yaml.safe_load(out)
-    return data
 
 
 def _sql(host: Any, sql: str, port: int = 5432, db: str = "warehouse") -> str:

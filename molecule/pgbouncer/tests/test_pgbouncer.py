@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 DB = "wops-mol-pgb-db"
@@ -20,18 +19,6 @@ DB = "wops-mol-pgb-db"
 # makes the play slow, so the load is generous).
 LOAD_SECONDS = 240
 PROXY = "wops-mol-pgb-px"
-
-
-@pytest.fixture(scope="module")
-def secrets() -> dict[str, str]:
-    out = subprocess.run(
-        ["ansible-vault", "view", "--vault-id",
-         f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
-         str(ROOT / "inventory/dev/group_vars/all/vault.yml")],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    data: dict[str, str] = yaml.safe_load(out)
-    return data
 
 
 def _psql(host: Any, conninfo: str, sql: str, password: str) -> Any:

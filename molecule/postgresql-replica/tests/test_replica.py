@@ -12,9 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 Host = Any
 
 PRIMARY = "wops-mol-pgr-primary"
@@ -58,16 +55,6 @@ def play(*args: str,
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           check=False, timeout=1800,
                           env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"})
-
-
-@pytest.fixture(scope="module")
-def secrets() -> dict[str, str]:
-    root = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    vault = root / "inventory/dev/group_vars/all/vault.yml"
-    out = subprocess.run(["ansible-vault", "view", str(vault)], capture_output=True,
-                         text=True, check=True)
-    data: dict[str, str] = yaml.safe_load(out.stdout)
-    return data
 
 
 def test_primary_streams_to_the_replica_over_tls(hosts: dict[str, Host]) -> None:

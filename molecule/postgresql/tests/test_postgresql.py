@@ -7,13 +7,7 @@ against the project CA) to check what they may and may not do.
 
 from __future__ import annotations
 
-import os
-import subprocess
-from pathlib import Path
 from typing import Any
-
-import pytest
-import yaml
 
 Host = Any
 
@@ -33,17 +27,6 @@ def login(host: Host, user: str, password: str, query: str, *, db: str = "wareho
     conninfo = (f"host={host.check_output('hostname')} port=5432 dbname={db} user={user} "
                 f"sslmode={sslmode} sslrootcert={CA}")
     return host.run("env PGPASSWORD=%s psql -XAtq %s -c %s", password, conninfo, query)
-
-
-@pytest.fixture(scope="module")
-def secrets() -> dict[str, str]:
-    """The dev vault, decrypted with the scenario's vault identity."""
-    root = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-    vault = root / "inventory/dev/group_vars/all/vault.yml"
-    out = subprocess.run(["ansible-vault", "view", str(vault)], capture_output=True,
-                         text=True, check=True)
-    data: dict[str, str] = yaml.safe_load(out.stdout)
-    return data
 
 
 def test_service_running_and_enabled(host: Host) -> None:
