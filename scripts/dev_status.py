@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
 """Print what runs where in a podman-backed inventory (bin/dev-up's last step).
 
-For every host: the container's state, its published ports and the state of
-the stack's services that are installed on it. Exits non-zero when a host is
-not running or an installed service of its group is not active.
+For every host: the container's state, its published ports and whether each
+answers from this machine (a PostgreSQL handshake on PostgreSQL and pgBouncer
+ports, the health endpoint on Airflow's), and the state of the stack's
+services that are installed on it. Exits non-zero when a host is not running,
+a published port of the stack does not answer, or an installed service of its
+group is not active.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 
 # Services each inventory group runs, in the order they are shown.
 GROUP_SERVICES: dict[str, list[str]] = {
@@ -30,6 +37,41 @@ GROUP_SERVICES: dict[str, list[str]] = {
         "grafana-server",
     ],
     "backup": ["pgbackrest-full.timer", "pgbackrest-diff.timer", "wops-pgdump.timer"],
+}
+
+
+def _probe_postgres(addr: str, port: int) -> str | None:
+    """None when a PostgreSQL protocol server answers an SSLRequest there."""
+    try:
+        with socket.create_connection((addr, port), timeout=5) as sock:
+            # SSLRequest: length 8, code 80877103; the server answers S or N.
+            sock.sendall((8).to_bytes(4, "big") + (80877103).to_bytes(4, "big"))
+            answer = sock.recv(1)
+    except OSError as exc:
+        return f"no answer ({exc.strerror or exc})"
+    return None if answer in (b"S", b"N") else f"not a PostgreSQL server (answered {answer!r})"
+
+
+def _probe_airflow(addr: str, port: int) -> str | None:
+    """None when Airflow's health endpoint answers with every component healthy."""
+    url = f"http://{addr}:{port}/api/v2/monitor/health"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            health = json.load(response)
+    except (OSError, urllib.error.URLError, ValueError) as exc:
+        return f"no answer from {url} ({exc})"
+    unhealthy = sorted(
+        name for name, part in health.items()
+        if isinstance(part, dict) and part.get("status") != "healthy"
+    )
+    return f"unhealthy: {', '.join(unhealthy)}" if unhealthy else None
+
+
+# What answers on a published container port, and how to ask it.
+PORT_PROBES: dict[str, tuple[str, Callable[[str, int], str | None]]] = {
+    "5432/tcp": ("PostgreSQL", _probe_postgres),
+    "6432/tcp": ("pgBouncer", _probe_postgres),
+    "8080/tcp": ("Airflow", _probe_airflow),
 }
 
 
@@ -67,17 +109,22 @@ def main() -> int:
             continue
         info = json.loads(inspect.stdout)[0]
         state = info["State"]["Status"]
-        ports = []
-        for inner, bindings in sorted((info["NetworkSettings"].get("Ports") or {}).items()):
-            for b in bindings or []:
-                ports.append(f"{b['HostIp']}:{b['HostPort']}->{inner}")
         shown = [g for g in groups if g not in ("all", "ungrouped")]
         print(f"{host} [{state}] groups: {', '.join(shown)}")
-        if ports:
-            print(f"    ports: {', '.join(ports)}")
         if state != "running":
             problems += 1
             continue
+        for inner, bindings in sorted((info["NetworkSettings"].get("Ports") or {}).items()):
+            for b in bindings or []:
+                addr, port = b["HostIp"] or "127.0.0.1", int(b["HostPort"])
+                published = f"{addr}:{port}->{inner}"
+                if inner not in PORT_PROBES:
+                    print(f"    port {published}: published (no service of the stack here yet)")
+                    continue
+                what, probe = PORT_PROBES[inner]
+                trouble = probe(addr, port)
+                print(f"    port {published}: {what} {'answers' if trouble is None else trouble}")
+                problems += trouble is not None
         for group in shown:
             for unit in GROUP_SERVICES.get(group, []):
                 if _run("podman", "exec", host, "systemctl", "cat", unit).returncode != 0:

@@ -33,9 +33,14 @@ wops_require_disk() {
 
 # Debian packages the controller needs. Installed once; apt is skipped when all
 # are present, so a second run is quick and offline-safe.
-WOPS_DEB_PACKAGES=(podman runc debootstrap uidmap fuse-overlayfs slirp4netns
-  python3 python3-venv python3-dev gcc make git postgresql postgresql-contrib
-  postgresql-client)
+# netavark + aardvark-dns: podman's network backend with name resolution on
+# user networks (with --no-install-recommends, podman brings the CNI plugins
+# instead, whose user networks have no DNS). iptables: netavark's port
+# forwarding, and clearing rules a previous CNI backend left behind.
+# openssh-client: the testbed reaches SSH hosts like real ones.
+WOPS_DEB_PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap uidmap
+  fuse-overlayfs slirp4netns openssh-client python3 python3-venv python3-dev gcc make
+  git postgresql postgresql-contrib postgresql-client)
 
 wops_install_packages() {
   local missing=() p
@@ -83,13 +88,29 @@ wops_venv() {
   fi
   export PATH="$WOPS_VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$WOPS_ROOT/ansible.cfg"
+  wops_mitogen
 }
 
-# Podman: use the machine's settings when they work, else the repository's
-# containers.conf (runc, ulimits within the hard limits). Nothing under /etc
-# is changed.
+# The testbed (molecule scenarios and the dev stack) runs Ansible with
+# mitogen's strategy, as mitogen's documentation sets it up: strategy_plugins
+# points at the installed package, strategy = mitogen_linear. It keeps one
+# Python interpreter per host and runs modules in it instead of shipping each
+# module over a fresh connection (molecule/README.md has the measured gain).
+# WOPS_MITOGEN=0 runs with Ansible's own linear strategy.
+wops_mitogen() {
+  [ "${WOPS_MITOGEN:-1}" = 0 ] && return 0
+  local dir
+  dir=$("$WOPS_VENV/bin/python" -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))' 2>/dev/null) \
+    || die "mitogen is not importable from $WOPS_VENV: rerun after deleting $WOPS_VENV/.wops-stamp (or set WOPS_MITOGEN=0)"
+  export ANSIBLE_STRATEGY_PLUGINS="$dir/plugins/strategy"
+  export ANSIBLE_STRATEGY=mitogen_linear
+}
+
+# Podman: the repository's containers.conf (runc, ulimits within the hard
+# limits, the netavark network backend), or a derived copy when the machine's
+# limits or runtimes differ. Nothing under /etc is changed.
 wops_podman() {
-  command -v podman >/dev/null || die "podman not found: apt-get install podman runc (or run bin/dev-up as root, which installs it)"
+  command -v podman >/dev/null || die "podman not found: apt-get install podman runc netavark aardvark-dns (or run bin/dev-up as root, which installs them)"
   local conf="$WOPS_ROOT/testbed/containers.conf" hn hu
   hn=$(ulimit -Hn); hu=$(ulimit -Hu)
   if [ "$hn" != unlimited ] && [ "$hn" -lt 10000 ] || { [ "$hu" != unlimited ] && [ "$hu" -lt 4096 ]; } \
@@ -100,11 +121,47 @@ wops_podman() {
     [ "$hn" != unlimited ] && [ "$hn" -lt $n ] && n=$hn
     [ "$hu" != unlimited ] && [ "$hu" -lt $u ] && u=$hu
     command -v runc >/dev/null || runtime=crun
-    printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n[engine]\nruntime = "%s"\n' \
+    printf '[containers]\ndefault_ulimits = ["nofile=%s:%s", "nproc=%s:%s"]\n[engine]\nruntime = "%s"\n[network]\nnetwork_backend = "netavark"\n' \
       "$n" "$n" "$u" "$u" "$runtime" >"$conf"
   fi
   export CONTAINERS_CONF="$conf"
   podman info >/dev/null 2>&1 || die "podman does not work here (podman info failed with CONTAINERS_CONF=$conf): run 'podman info' to see why"
+  wops_podman_dns
+  wops_clear_stale_cni_rules
+}
+
+# Test hosts find each other by name on a user network: that needs podman's
+# netavark backend with aardvark-dns. Detected, not assumed.
+wops_podman_dns() {
+  local backend
+  backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null || true)
+  [ "$backend" = netavark ] || \
+    die "podman uses the '${backend:-unknown}' network backend, whose user networks give no name resolution: apt-get install netavark aardvark-dns (CONTAINERS_CONF=$CONTAINERS_CONF selects netavark)"
+  local dns
+  for dns in /usr/lib/podman/aardvark-dns /usr/libexec/podman/aardvark-dns; do
+    [ -x "$dns" ] && return 0
+  done
+  command -v aardvark-dns >/dev/null || \
+    die "aardvark-dns is not installed: podman's user networks would give no name resolution; apt-get install aardvark-dns"
+}
+
+# A machine that ran podman with the CNI backend before keeps CNI's port
+# forwarding chains in iptables' nat table; they catch the published ports of
+# netavark's containers ("no route to host"). The CNI backend is not in use
+# (wops_podman_dns insists on netavark), so its chains are stale: remove them.
+wops_clear_stale_cni_rules() {
+  command -v iptables >/dev/null || return 0
+  local chains rule chain
+  chains=$(iptables -t nat -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^CNI-/ {print $2}')
+  [ -n "$chains" ] || return 0
+  log "removing port-forwarding rules left by podman's CNI backend: $(echo "$chains" | tr '\n' ' ')"
+  # Jumps into CNI chains from the built-in chains first, then the chains.
+  iptables -t nat -S 2>/dev/null | awk '$1 == "-A" && $2 !~ /^CNI-/ && / -j CNI-/' | while read -r rule; do
+    # The rule as iptables printed it, quotes included (comments have spaces).
+    eval "iptables -t nat ${rule/-A /-D }" 2>/dev/null || true
+  done
+  for chain in $chains; do iptables -t nat -F "$chain" 2>/dev/null || true; done
+  for chain in $chains; do iptables -t nat -X "$chain" 2>/dev/null || true; done
 }
 
 # The apt mirror the machine itself uses, read from its apt configuration at

@@ -1,10 +1,38 @@
-"""Observed state of a host after the common role."""
+"""Observed state of a host after the common role.
+
+Every check runs on both hosts; the SSH host is also checked from the
+controller, through its hardened sshd, the way operators reach real hosts.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 Host = Any
+SSH_HOST = "wops-mol-common-ssh"
+SSH_ADDRESS = ("127.0.0.1", "22022")
+
+
+def _is_ssh_host(host: Host) -> bool:
+    return str(host.check_output("hostname")) == SSH_HOST
+
+
+def _ssh(user: str, *command: str, known_hosts: Path | None = None,
+         options: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """ssh from the controller to the SSH host, host key checking on."""
+    ssh_dir = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ssh"
+    argv = [
+        "ssh", "-p", SSH_ADDRESS[1], "-i", str(ssh_dir / "id_ed25519"),
+        "-o", f"UserKnownHostsFile={known_hosts or ssh_dir / 'known_hosts'}",
+        "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+        "-o", "ConnectTimeout=10", *options, f"{user}@{SSH_ADDRESS[0]}", *command,
+    ]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_base_packages_installed(host: Host) -> None:
@@ -51,9 +79,67 @@ def test_journald_limits_in_effect(host: Host) -> None:
 
 def test_no_sshd_on_container_hosts(host: Host) -> None:
     # The hardening is for real hosts; a podman connection has no sshd.
+    if _is_ssh_host(host):
+        pytest.skip("reached over SSH: its sshd is the role's to harden")
     assert not host.package("openssh-server").is_installed
     assert not host.file("/etc/ssh/sshd_config.d/50-warehouse-ops.conf").exists
 
 
 def test_no_failed_units(host: Host) -> None:
     assert host.check_output("systemctl --failed --no-legend --plain") == ""
+
+
+def test_sshd_hardened_where_hosts_are_reached_over_ssh(host: Host) -> None:
+    if not _is_ssh_host(host):
+        pytest.skip("reached with podman exec: no sshd to harden")
+    dropin = host.file("/etc/ssh/sshd_config.d/50-warehouse-ops.conf")
+    assert dropin.exists and dropin.mode == 0o644
+    # The configuration sshd runs with, drop-in included.
+    effective = dict(
+        line.split(" ", 1) for line in host.check_output("sshd -T").splitlines() if " " in line
+    )
+    assert effective["permitrootlogin"] == "without-password"  # prohibit-password
+    assert effective["passwordauthentication"] == "no"
+    assert effective["kbdinteractiveauthentication"] == "no"
+    assert effective["allowtcpforwarding"] == "no"
+    assert effective["maxauthtries"] == "3"
+    assert host.service("ssh").is_running
+
+
+def test_operator_reaches_the_host_over_ssh_with_sudo() -> None:
+    done = _ssh("wops", "sudo", "-n", "id", "-u")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
+
+
+def test_converge_came_through_sshd(hosts: dict[str, Host]) -> None:
+    journal = hosts[SSH_HOST].check_output("journalctl -u ssh --no-pager -o cat")
+    assert "Accepted publickey for wops" in journal
+
+
+def test_host_key_checking_refuses_a_changed_host_key(tmp_path: Path) -> None:
+    name = f"[{SSH_ADDRESS[0]}]:{SSH_ADDRESS[1]}"
+    ssh_dir = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "ssh"
+    # A key that is not the host's, recorded under the host's name.
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")],
+                   capture_output=True, check=True)
+    key_type, key = (tmp_path / "other.pub").read_text().split()[:2]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{name} {key_type} {key}\n")
+    done = _ssh("wops", "true", known_hosts=wrong)
+    assert done.returncode != 0
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in done.stderr
+    # The scenario's own known_hosts holds the real key, and it is accepted.
+    assert name in (ssh_dir / "known_hosts").read_text()
+    assert _ssh("wops", "true").returncode == 0
+
+
+def test_root_and_passwords_are_refused_over_ssh() -> None:
+    root = _ssh("root", "true")
+    assert root.returncode == 255 and "Permission denied" in root.stderr
+    password = _ssh("wops", "true", options=(
+        "-o", "PubkeyAuthentication=no",
+        "-o", "PreferredAuthentications=password,keyboard-interactive"))
+    assert password.returncode == 255
+    # The server offers public keys only.
+    assert "Permission denied (publickey)" in password.stderr
