@@ -91,9 +91,11 @@ def _host_up(work: Path) -> None:
     host_key = _run("podman", "exec", HOST, "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout
     (work / "known_hosts").write_text(
         f"[127.0.0.1]:{SSH_PORT} {' '.join(host_key.split()[:2])}\n")
-    podman = {"ansible_connection": "podman"}
+    # As ansible.cfg names it: without it mitogen rediscovers it every task.
+    podman = {"ansible_connection": "podman", "ansible_python_interpreter": "/usr/bin/python3"}
     ssh = {
-        "ansible_connection": "ssh", "ansible_host": "127.0.0.1", "ansible_port": int(SSH_PORT),
+        "ansible_connection": "ssh", "ansible_python_interpreter": "/usr/bin/python3",
+        "ansible_host": "127.0.0.1", "ansible_port": int(SSH_PORT),
         "ansible_user": "wops", "ansible_become": True, "ansible_ssh_private_key_file": str(key),
         "ansible_ssh_common_args": f"-o UserKnownHostsFile={work / 'known_hosts'}"
         " -o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPersist=60s",
