@@ -136,7 +136,7 @@ wops_podman_dns() {
   local backend
   backend=$(podman info --format '{{.Host.NetworkBackend}}' 2>/dev/null || true)
   [ "$backend" = netavark ] || \
-    die "podman uses the '${backend:-unknown}' network backend, whose user networks give no name resolution: apt-get install netavark aardvark-dns (CONTAINERS_CONF=$CONTAINERS_CONF selects netavark)"
+    die "podman uses the '${backend:-unknown}' network backend, whose user networks give no name resolution: apt-get install netavark aardvark-dns (the containers.conf in CONTAINERS_CONF selects netavark)"
   local dns
   for dns in /usr/lib/podman/aardvark-dns /usr/libexec/podman/aardvark-dns; do
     [ -x "$dns" ] && return 0

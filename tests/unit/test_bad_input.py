@@ -106,6 +106,6 @@ def test_missing_podman_is_a_one_line_error() -> None:
     )
     assert proc.returncode != 0
     assert proc.stderr.strip() == (
-        "error: podman not found: apt-get install podman runc "
-        "(or run bin/dev-up as root, which installs it)"
+        "error: podman not found: apt-get install podman runc netavark aardvark-dns "
+        "(or run bin/dev-up as root, which installs them)"
     )

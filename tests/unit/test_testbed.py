@@ -1,0 +1,118 @@
+"""The testbed's own checks: name resolution on podman networks, peers reached.
+
+The podman stand-ins below answer only what scripts/lib.sh asks; what is under
+test is lib.sh's decision and its message, on a machine whose podman would
+give user networks no DNS. testbed/reach.py runs against the loopback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import subprocess
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _reach() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("reach", ROOT / "testbed/reach.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fake_podman(tmp_path: Path, backend: str) -> Path:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    podman = bindir / "podman"
+    podman.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        f"  *NetworkBackend*) echo {backend} ;;\n"
+        "  *) exit 0 ;;\n"
+        "esac\n"
+    )
+    podman.chmod(0o755)
+    return bindir
+
+
+def _lib(call: str, bindir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", f'source {ROOT}/scripts/lib.sh; PATH="{bindir}:$PATH"; {call}'],
+        capture_output=True, text=True, check=False,
+    )
+
+
+def test_cni_backend_is_refused_with_one_line_naming_the_fix(tmp_path: Path) -> None:
+    proc = _lib("wops_podman_dns", _fake_podman(tmp_path, "cni"))
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "'cni' network backend" in lines[0]
+    assert "no name resolution" in lines[0]
+    assert "apt-get install netavark aardvark-dns" in lines[0]
+
+
+def test_netavark_backend_is_accepted(tmp_path: Path) -> None:
+    proc = _lib("wops_podman_dns && echo accepted", _fake_podman(tmp_path, "netavark"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "accepted"
+
+
+def test_repository_containers_conf_selects_netavark() -> None:
+    conf = (ROOT / "testbed/containers.conf").read_text()
+    network = conf.split("[network]", 1)[1]
+    assert 'network_backend = "netavark"' in network
+
+
+def test_lib_installs_the_packages_name_resolution_needs() -> None:
+    lib = (ROOT / "scripts/lib.sh").read_text()
+    packages = lib.split("WOPS_DEB_PACKAGES=(", 1)[1].split(")", 1)[0].split()
+    for name in ("podman", "runc", "netavark", "aardvark-dns", "iptables", "openssh-client"):
+        assert name in packages, name
+
+
+def test_reach_accepts_a_host_that_refuses_the_probe() -> None:
+    # Nothing listens on the probe port of the loopback: refused means reached.
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", 1)) != 0
+    assert _reach().problem("127.0.0.1") is None
+
+
+def test_reach_names_a_host_that_does_not_resolve() -> None:
+    reach = _reach()
+    problem = reach.problem("wops-no-such-host.invalid")
+    assert problem is not None
+    assert problem.startswith("wops-no-such-host.invalid: name does not resolve")
+    assert reach.main(["127.0.0.1", "wops-no-such-host.invalid"]) == 1
+
+
+def test_reach_script_prints_one_line_per_failing_host() -> None:
+    proc = subprocess.run(
+        ["python3", str(ROOT / "testbed/reach.py"),
+         "127.0.0.1", "wops-a.invalid", "wops-b.invalid"],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1
+    assert [line.split(":")[0] for line in proc.stdout.splitlines()] == [
+        "wops-a.invalid", "wops-b.invalid"]
+
+
+@pytest.mark.parametrize("scenario", sorted(
+    p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml")))
+def test_every_scenario_prepares_through_the_testbed_check(scenario: str) -> None:
+    """Each scenario's prepare is the shared one, or imports it first."""
+    config = yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text())
+    prepare = (config.get("provisioner", {}).get("playbooks", {}) or {}).get("prepare")
+    if prepare is None:
+        return  # the base config's molecule/_shared/prepare.yml
+    plays = yaml.safe_load((ROOT / "molecule" / scenario / prepare).read_text())
+    assert plays[0].get("ansible.builtin.import_playbook") == "../_shared/prepare.yml"
+    shared = yaml.safe_load((ROOT / "molecule/_shared/prepare.yml").read_text())
+    assert shared[0]["ansible.builtin.import_playbook"].endswith("playbooks/testbed_ready.yml")
