@@ -104,6 +104,13 @@ wops_mitogen() {
     || die "mitogen is not importable from $WOPS_VENV: rerun after deleting $WOPS_VENV/.wops-stamp (or set WOPS_MITOGEN=0)"
   export ANSIBLE_STRATEGY_PLUGINS="$dir/plugins/strategy"
   export ANSIBLE_STRATEGY=mitogen_linear
+  # The podman that mitogen starts must not keep mitogen's CPU pin (see
+  # testbed/mitogen-bin/podman); the wrapper execs the real one.
+  if [ -z "${WOPS_PODMAN:-}" ]; then
+    WOPS_PODMAN=$(command -v podman) || die "podman not found"
+    export WOPS_PODMAN
+    export PATH="$WOPS_ROOT/testbed/mitogen-bin:$PATH"
+  fi
 }
 
 # Podman: the repository's containers.conf (runc, ulimits within the hard
