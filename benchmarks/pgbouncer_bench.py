@@ -2,10 +2,10 @@
 """pgBouncer benchmark: pgbench direct vs through pgBouncer, in one run.
 
 Runs pgbench inside a test host that has PostgreSQL and pgBouncer (the
-pgbouncer molecule scenario's wops-mol-pgb-db, or the dev stack's
+postgresql molecule scenario's wops-mol-pg-primary, or the dev stack's
 wops-dev-db1 with a 'bench' database), so every connection stays on that host:
 
-    benchmarks/pgbouncer_bench.py --host wops-mol-pgb-db [--seconds 30] [--clients 50]
+    benchmarks/pgbouncer_bench.py --host wops-mol-pg-primary [--seconds 30] [--clients 50]
 
 Prints, for the select-only (-S) and the TPC-B-like default workloads, the tps
 straight to PostgreSQL and through pgBouncer and their ratio; then holds 1000
@@ -56,7 +56,7 @@ def _tps(out: str) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--host", default="wops-mol-pgb-db")
+    parser.add_argument("--host", default="wops-mol-pg-primary")
     parser.add_argument("--database", default="bench")
     parser.add_argument("--seconds", type=int, default=30)
     parser.add_argument("--clients", type=int, default=50)

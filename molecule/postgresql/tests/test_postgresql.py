@@ -11,6 +11,9 @@ from typing import Any
 
 Host = Any
 
+# The primary (the replica and the pgBouncer host have checks of their own).
+testinfra_hosts = ["wops-mol-pg-primary"]
+
 CONF = "/etc/postgresql/15/main"
 CA = f"{CONF}/tls/ca.crt"
 

@@ -14,9 +14,9 @@ from typing import Any
 
 Host = Any
 
-PRIMARY = "wops-mol-pgr-primary"
-REPLICA = "wops-mol-pgr-replica"
-SLOT = "wops_mol_pgr_replica"
+PRIMARY = "wops-mol-pg-primary"
+REPLICA = "wops-mol-pg-replica"
+SLOT = "wops_mol_pg_replica"
 CA = "/etc/postgresql/15/main/tls/ca.crt"
 PROBE = "SELECT marker FROM replication_probe WHERE marker = :'marker'"
 

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-DB = "wops-mol-pgb-db"
+DB = "wops-mol-pg-primary"
 # pgbench runs this long; the play must finish inside it (a busy machine
 # makes the play slow, so the load is generous).
-LOAD_SECONDS = 240
-PROXY = "wops-mol-pgb-px"
+LOAD_SECONDS = 120
+PROXY = "wops-mol-pg-proxy"
 
 
 def _psql(host: Any, conninfo: str, sql: str, password: str) -> Any:
