@@ -31,6 +31,9 @@ import psycopg
 from warehouse_etl.devserver import devserver
 from warehouse_etl.generate import generate
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from testbed import stack_facts
+
 # Outside any home directory: the server process must be able to read the files.
 DEFAULT_CACHE = Path(os.environ.get("ETL_BENCH_CACHE", "/var/tmp/warehouse-etl/tpch"))  # noqa: S108
 SERVER_SETTINGS = {"shared_buffers": "1GB", "max_wal_size": "16GB"}
@@ -144,6 +147,11 @@ def main() -> None:
     if args.dsn_env:
         run(os.environ[args.dsn_env], batch)
         return
+    # The stack's PostgreSQL version when installed (PG_BINDIR, if set, wins);
+    # else devserver's own discovery.
+    stack_bindir = Path(stack_facts.load()["wops_postgresql_bin_dir"])
+    if (stack_bindir / "initdb").exists():
+        os.environ.setdefault("PG_BINDIR", str(stack_bindir))
     with devserver(SERVER_SETTINGS) as server:
         print(f"throwaway server on port {server.port} ({server.bindir})", flush=True)
         run(server.dsn(), batch)

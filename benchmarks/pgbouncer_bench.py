@@ -23,8 +23,10 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from testbed import stack_facts
+
 ROOT = Path(__file__).resolve().parents[1]
-PGBENCH = "/usr/lib/postgresql/15/bin/pgbench"
 
 
 def _secrets() -> dict[str, str]:
@@ -37,9 +39,10 @@ def _secrets() -> dict[str, str]:
     return data
 
 
-def _pgbench(host: str, password: str, conninfo: str, *args: str) -> str:
+def _pgbench(bindir: str, host: str, password: str, conninfo: str, *args: str) -> str:
     proc = subprocess.run(
-        ["podman", "exec", "-e", f"PGPASSWORD={password}", host, PGBENCH, *args, conninfo],
+        ["podman", "exec", "-e", f"PGPASSWORD={password}", host, f"{bindir}/pgbench", *args,
+         conninfo],
         capture_output=True, text=True, check=False)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
@@ -63,23 +66,26 @@ def main() -> int:
     parser.add_argument("--scale", type=int, default=10)
     parser.add_argument("--hold-clients", type=int, default=1000)
     parser.add_argument("--hold-seconds", type=int, default=60)
+    parser.add_argument("--pg-bindir", default=stack_facts.load()["wops_postgresql_bin_dir"],
+                        help="PostgreSQL's binaries on the host (default: the stack's, "
+                        "wops_postgresql_bin_dir)")
     args = parser.parse_args()
     password = _secrets()["vault_postgresql_etl_password"]
     direct = f"host={args.host} port=5432 dbname={args.database} user=etl sslmode=require"
     pooled = f"host=127.0.0.1 port=6432 dbname={args.database} user=etl sslmode=require"
 
-    _pgbench(args.host, password, direct, "-q", "-i", "-s", str(args.scale))
+    _pgbench(args.pg_bindir, args.host, password, direct, "-q", "-i", "-s", str(args.scale))
     common = ["-n", "-c", str(args.clients), "-j", "2", "-T", str(args.seconds)]
     print(f"pgbench, {args.clients} clients, {args.seconds} s each, scale {args.scale}, "
           f"on {args.host} (TLS both ways)")
     print(f"{'workload':<14} {'direct tps':>12} {'pgbouncer tps':>14} {'ratio':>7}")
     for name, extra in (("select-only", ["-S"]), ("tpc-b-like", [])):
-        d = _tps(_pgbench(args.host, password, direct, *common, *extra))
-        p = _tps(_pgbench(args.host, password, pooled, *common, *extra))
+        d = _tps(_pgbench(args.pg_bindir, args.host, password, direct, *common, *extra))
+        p = _tps(_pgbench(args.pg_bindir, args.host, password, pooled, *common, *extra))
         print(f"{name:<14} {d:>12.0f} {p:>14.0f} {p / d:>7.2f}")
 
-    out = _pgbench(args.host, password, pooled, "-n", "-S", "-c", str(args.hold_clients),
-                   "-j", "4", "-T", str(args.hold_seconds))
+    out = _pgbench(args.pg_bindir, args.host, password, pooled, "-n", "-S",
+                   "-c", str(args.hold_clients), "-j", "4", "-T", str(args.hold_seconds))
     failed = re.search(r"number of failed transactions: (\d+)", out)
     processed = re.search(r"number of transactions actually processed: (\d+)", out)
     aborted = "aborted" in out

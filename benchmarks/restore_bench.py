@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from testbed import stack_facts
+
 ROOT = Path(__file__).resolve().parents[1]
 DB, REPO, SCRATCH = "wops-mol-dr-db", "wops-mol-dr-backup", "wops-mol-dr-scratch"
 VAULT_ID = f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt"
@@ -101,12 +104,23 @@ def molecule_inventory() -> str:
     return found[-1]
 
 
+def stack(inventory: str) -> dict[str, str]:
+    """The stack's facts with the scenario inventory's wops_* variables of the database host."""
+    proc = subprocess.run(["ansible-inventory", "-i", inventory, "--host", DB],
+                          env=dict(os.environ, ANSIBLE_VAULT_IDENTITY_LIST=VAULT_ID),
+                          capture_output=True, text=True, check=False, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"ansible-inventory -i {inventory} failed: {proc.stderr.strip()}")
+    return stack_facts.load(json.loads(proc.stdout))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--scale-factor", type=float, default=1.0)
     parser.add_argument("--process-max", type=int, default=2)
     parser.add_argument("--skip-drill", action="store_true")
     args = parser.parse_args(argv)
+    stanza = stack(molecule_inventory())["wops_pgbackrest_stanza"]
 
     result: dict[str, Any] = {"scale_factor": args.scale_factor,
                               "process_max": args.process_max,
@@ -119,9 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     result["load"] = load(args.scale_factor)
     result["database_bytes"] = int(sh(DB, "runuser -u postgres -- psql -XAt -c "
                                           "\"SELECT sum(pg_database_size(oid)) FROM pg_database\""))
-    backup_seconds = timed(REPO, "runuser -u pgbackrest -- pgbackrest --stanza=warehouse "
+    backup_seconds = timed(REPO, f"runuser -u pgbackrest -- pgbackrest --stanza={stanza} "
                                  f"--type=full --process-max={args.process_max} backup")
-    info = json.loads(sh(REPO, "runuser -u pgbackrest -- pgbackrest --stanza=warehouse "
+    info = json.loads(sh(REPO, f"runuser -u pgbackrest -- pgbackrest --stanza={stanza} "
                                "--output=json info"))[0]["backup"][-1]
     result["backup"] = {"label": info["label"], "seconds": round(backup_seconds, 1),
                         "data_bytes": info["info"]["size"],
@@ -129,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sh(SCRATCH, f"rm -rf {BENCH_DIR} && mkdir -p {BENCH_DIR}/restore && "
                 f"chown -R postgres: {BENCH_DIR} && chmod 700 {BENCH_DIR}/restore && sync")
-    restore_seconds = timed(SCRATCH, "runuser -u postgres -- pgbackrest --stanza=warehouse "
+    restore_seconds = timed(SCRATCH, f"runuser -u postgres -- pgbackrest --stanza={stanza} "
                                      f"--pg1-path={BENCH_DIR}/restore --set={info['label']} "
                                      f"--process-max={args.process_max} --type=immediate "
                                      "restore && sync")

@@ -4,11 +4,15 @@ testinfra's ansible backend sends each command through Ansible's machinery,
 about two seconds apiece. Molecule's podman hosts are plain containers, so the
 ``host`` fixture is swapped for testinfra's podman backend (``podman exec``),
 which runs the same checks an order of magnitude faster.
+
+The stack's facts (paths, service names, the stanza: testbed/stack_facts.py)
+come from the ``stack`` fixture, with the scenario inventory's overrides.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,9 @@ import pytest
 import testinfra
 import yaml
 from testinfra.utils.ansible_runner import AnsibleRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from testbed import stack_facts
 
 _PODMAN_CONNECTIONS = {"containers.podman.podman", "podman"}
 _ROOT = Path(__file__).resolve().parent.parent
@@ -59,3 +66,18 @@ def secrets() -> dict[str, str]:
     ).stdout
     data: dict[str, str] = yaml.safe_load(out)
     return data
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The stack's facts, with the wops_* variables the scenario's inventory sets.
+
+    The first host's variables stand for the scenario's: its wops_* facts are
+    set for all hosts (group_vars/all or the scenario's molecule.yml).
+    """
+    inventory = request.config.getoption("ansible_inventory")
+    if not inventory:
+        return stack_facts.load()
+    runner = AnsibleRunner(inventory)
+    names = runner.get_hosts("all")
+    return stack_facts.load(runner.get_variables(names[0]) if names else None)

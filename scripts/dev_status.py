@@ -18,10 +18,17 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
-# Services each inventory group runs, in the order they are shown.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from testbed import stack_facts
+
+# Services each inventory group runs, in the order they are shown. A name in
+# braces is a stack fact of the host (testbed/stack_facts.py, with the host's
+# wops_* variables applied).
 GROUP_SERVICES: dict[str, list[str]] = {
-    "postgres": ["postgresql@15-main"],
+    "postgres": ["{wops_postgresql_service}"],
     "pgbouncer": ["pgbouncer"],
     "airflow": [
         "airflow-api-server",
@@ -79,11 +86,13 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, check=False)
 
 
-def _inventory(path: str) -> dict[str, list[str]]:
+def _inventory(path: str) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """Each host's groups, and each host's variables."""
     proc = _run("ansible-inventory", "-i", path, "--list")
     if proc.returncode != 0:
         raise SystemExit(f"ansible-inventory -i {path} failed: {proc.stderr.strip()}")
     data = json.loads(proc.stdout)
+    hostvars: dict[str, dict[str, Any]] = data.get("_meta", {}).get("hostvars", {})
     hosts: dict[str, list[str]] = {}
 
     def walk(group: str, parents: list[str]) -> None:
@@ -95,13 +104,14 @@ def _inventory(path: str) -> dict[str, list[str]]:
             walk(child, [*parents, group])
 
     walk("all", [])
-    return hosts
+    return hosts, hostvars
 
 
 def main() -> int:
     inventory = sys.argv[1] if len(sys.argv) > 1 else "inventory/dev"
     problems = 0
-    for host, groups in sorted(_inventory(inventory).items()):
+    hosts, hostvars = _inventory(inventory)
+    for host, groups in sorted(hosts.items()):
         inspect = _run("podman", "inspect", host)
         if inspect.returncode != 0:
             print(f"{host}: no such container")
@@ -125,8 +135,9 @@ def main() -> int:
                 trouble = probe(addr, port)
                 print(f"    port {published}: {what} {'answers' if trouble is None else trouble}")
                 problems += trouble is not None
+        facts = stack_facts.load(hostvars.get(host, {}))
         for group in shown:
-            for unit in GROUP_SERVICES.get(group, []):
+            for unit in (name.format_map(facts) for name in GROUP_SERVICES.get(group, [])):
                 if _run("podman", "exec", host, "systemctl", "cat", unit).returncode != 0:
                     continue  # not installed (yet) on this host
                 active = _run("podman", "exec", host, "systemctl", "is-active", unit)

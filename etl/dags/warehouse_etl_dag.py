@@ -7,8 +7,10 @@ directory are only read when a task runs.
 Configuration (first match wins):
 * DAG params ``incoming_dir`` / ``conn_id`` / ``ready_marker`` (trigger with conf);
 * Airflow Variable ``warehouse_etl_incoming_dir``;
-* environment ``WAREHOUSE_ETL_INCOMING_DIR`` / ``WAREHOUSE_ETL_CONN_ID``;
-* defaults ``/srv/warehouse/incoming`` and connection id ``warehouse``.
+* environment ``WAREHOUSE_ETL_INCOMING_DIR`` / ``WAREHOUSE_ETL_CONN_ID`` (the
+  Airflow role sets both in the services' environment);
+* connection id ``warehouse``. The incoming directory has no default: a run
+  with none of the above set fails its first task and says so.
 """
 
 # Imports of the package and of Airflow runtime APIs live inside the tasks, so
@@ -24,7 +26,7 @@ from typing import Any
 from airflow.sdk import Param, dag, task  # type: ignore[import-not-found, unused-ignore]
 
 DEFAULT_CONN_ID = os.environ.get("WAREHOUSE_ETL_CONN_ID", "warehouse")
-DEFAULT_INCOMING = os.environ.get("WAREHOUSE_ETL_INCOMING_DIR", "/srv/warehouse/incoming")
+ENV_INCOMING = os.environ.get("WAREHOUSE_ETL_INCOMING_DIR", "")
 
 
 def _dsn(conn_id: str) -> str:
@@ -48,9 +50,15 @@ def _dsn(conn_id: str) -> str:
 def _incoming(params: dict[str, Any]) -> str:
     if params.get("incoming_dir"):
         return str(params["incoming_dir"])
+    from airflow.exceptions import AirflowFailException  # type: ignore[import-not-found, unused-ignore]
     from airflow.sdk import Variable  # type: ignore[import-not-found, unused-ignore]
 
-    return str(Variable.get("warehouse_etl_incoming_dir", default=DEFAULT_INCOMING))
+    incoming = str(Variable.get("warehouse_etl_incoming_dir", default=ENV_INCOMING) or "")
+    if not incoming:
+        raise AirflowFailException(
+            "no incoming directory: set the DAG param incoming_dir, the Airflow Variable "
+            "warehouse_etl_incoming_dir or WAREHOUSE_ETL_INCOMING_DIR")
+    return incoming
 
 
 def _settings(params: dict[str, Any]) -> Any:

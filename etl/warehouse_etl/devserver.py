@@ -18,7 +18,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-DEFAULT_BINDIR = Path("/usr/lib/postgresql/15/bin")
+# Debian's layout: one directory of server binaries per installed major version.
+DEBIAN_BINDIRS = Path("/usr/lib/postgresql")
 
 # Settings that make a disposable cluster quick to start and roomy enough for
 # an SF1 load without checkpoints in the middle of it.
@@ -39,12 +40,19 @@ class DevServerError(RuntimeError):
     """The throwaway server could not be created or started."""
 
 
+def _major(bindir: Path) -> tuple[int, ...]:
+    """The version of a /usr/lib/postgresql/<version>/bin directory, for sorting."""
+    try:
+        return tuple(int(part) for part in bindir.parent.name.split("."))
+    except ValueError:
+        return (-1,)
+
+
 def find_bindir() -> Path:
-    """Locate initdb/pg_ctl: PG_BINDIR, then Debian's versioned directories, then PATH."""
+    """Locate initdb/pg_ctl: PG_BINDIR, then Debian's newest versioned directory, then PATH."""
     env = os.environ.get("PG_BINDIR")
     candidates = [Path(env)] if env else []
-    candidates.append(DEFAULT_BINDIR)
-    candidates.extend(sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True))
+    candidates.extend(sorted(DEBIAN_BINDIRS.glob("*/bin"), key=_major, reverse=True))
     for cand in candidates:
         if (cand / "initdb").exists() and (cand / "pg_ctl").exists():
             return cand

@@ -54,7 +54,7 @@ def _json(**extra_vars: object) -> list[str]:
 
 @pytest.mark.parametrize(("extra", "named"), [
     (["-e", "postgresql_port=fivefour"], "postgresql_port"),
-    (["-e", "postgresql_version=17"], "postgresql_version is '17'"),
+    (["-e", "wops_postgresql_version=17"], "wops_postgresql_version is '17'"),
     (_json(postgresql_settings={"Work-Mem": "64MB"}), "postgresql_settings has the key 'Work-Mem'"),
     (_json(postgresql_settings={"wrok_mem": "64MB"}), "postgresql_settings names wrok_mem"),
     (_json(postgresql_hba_entries=[{"type": "host", "database": "all", "user": "all",
@@ -78,7 +78,8 @@ def _json(**extra_vars: object) -> list[str]:
     (["-e", "postgresql_replication_password_var=vault_missing"],
      "postgresql_replication_password_var takes its password from the variable 'vault_missing'"),
     (["-e", "postgresql_primary_host=nowhere"], "postgresql_primary_host 'nowhere'"),
-    (["-e", "postgresql_archive_mode=on"], "postgresql_archive_command"),
+    (["-e", "postgresql_archive_mode=on", "-e", "postgresql_archive_command="],
+     "postgresql_archive_command"),
     (_json(postgresql_default_privileges=[{"database": "warehouse", "owner": "etl",
                                            "objects": "TABLES", "privs": ["USAGE"],
                                            "role": "reporting"}]),

@@ -13,7 +13,6 @@ HOST = "wops-mol-af-db"
 API = "http://127.0.0.1:8080"
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
 BATCH = "batch_af_0001"
-INCOMING = "/var/lib/warehouse-etl/incoming"
 
 
 def _curl(host: Any, method: str, path: str, token: str = "",
@@ -106,9 +105,10 @@ def test_metadata_goes_through_pgbouncer_and_secrets_stay_private(hosts: dict[st
 
 
 def test_dag_run_of_the_etl_loads_a_tpch_batch(
-        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+        hosts: dict[str, Any], secrets: dict[str, str], stack: dict[str, str]) -> None:
     host = hosts[HOST]
-    batch_dir = f"{INCOMING}/{BATCH}"
+    incoming = stack["wops_etl_incoming_dir"]
+    batch_dir = f"{incoming}/{BATCH}"
     host.check_output(
         "runuser -u warehouse-etl -- /opt/warehouse-etl/venv/bin/etl generate "
         "--scale-factor 0.01 --output %s", batch_dir)
@@ -121,7 +121,7 @@ def test_dag_run_of_the_etl_loads_a_tpch_batch(
     code, body = _curl(host, "PATCH", "/api/v2/dags/warehouse_etl", token, {"is_paused": False})
     assert code == 200, body
     code, run = _curl(host, "POST", "/api/v2/dags/warehouse_etl/dagRuns", token,
-                      {"logical_date": None, "conf": {"incoming_dir": INCOMING}})
+                      {"logical_date": None, "conf": {"incoming_dir": incoming}})
     assert code == 200, run
     run_id = run["dag_run_id"]
     deadline = time.monotonic() + 600

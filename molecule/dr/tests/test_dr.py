@@ -21,7 +21,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -65,9 +65,16 @@ def _sql(host: Any, sql: str, port: int = 5432, db: str = "warehouse") -> str:
     return str(result.stdout).strip()
 
 
-def _as_repo(host: Any, command: str) -> Any:
-    """A pgBackRest command as the repository owner (command: a trusted literal)."""
-    return host.run("runuser -u pgbackrest -- " + command)
+def _pgbackrest(host: Any, stanza: str, *args: str) -> Any:
+    """A pgBackRest command on the stanza, as the repository owner."""
+    return host.run("runuser -u pgbackrest -- pgbackrest --stanza=%s" + " %s" * len(args),
+                    stanza, *args)
+
+
+@pytest.fixture(scope="module")
+def stanza(stack: dict[str, str]) -> str:
+    """The warehouse cluster's pgBackRest stanza."""
+    return stack["wops_pgbackrest_stanza"]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +103,7 @@ def warehouse(hosts: dict[str, Any], secrets: dict[str, str],
 
 
 def test_repository_host_holds_the_only_passphrase(hosts: dict[str, Any],
-                                                   secrets: dict[str, str]) -> None:
+                                                   secrets: dict[str, str], stanza: str) -> None:
     passphrase = secrets["vault_pgbackrest_cipher_pass"]
     secret_file = hosts[REPO].file("/etc/pgbackrest/conf.d/secrets.conf")
     assert secret_file.mode == 0o640 and secret_file.group == "pgbackrest"
@@ -106,7 +113,7 @@ def test_repository_host_holds_the_only_passphrase(hosts: dict[str, Any],
         assert not hosts[name].file("/etc/pgbackrest/conf.d/secrets.conf").exists
         conf = hosts[name].file("/etc/pgbackrest/pgbackrest.conf").content_string
         assert f"repo1-host={REPO}" in conf and passphrase not in conf
-    info = json.loads(_as_repo(hosts[REPO], "pgbackrest --stanza=warehouse --output=json info")
+    info = json.loads(_pgbackrest(hosts[REPO], stanza, "--output=json", "info")
                       .stdout)
     assert info[0]["cipher"] == "aes-256-cbc"
 
@@ -125,32 +132,33 @@ def test_backup_timers_are_installed(hosts: dict[str, Any]) -> None:
     assert not repo.service("pgbackrest-full.timer").is_running
 
 
-def test_archive_settings_and_check(hosts: dict[str, Any]) -> None:
+def test_archive_settings_and_check(hosts: dict[str, Any], stanza: str,
+                                    stack: dict[str, str]) -> None:
     settings = _sql(hosts[DB], "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name) "
                                "FROM pg_settings WHERE name IN ('archive_mode', "
                                "'archive_command', 'archive_timeout')", db="postgres")
     assert "archive_mode=on" in settings and "archive_timeout=60" in settings
-    assert "archive_command=pgbackrest --stanza=warehouse archive-push %p" in settings
-    check = _as_repo(hosts[REPO], "pgbackrest --stanza=warehouse check")
+    assert f"archive_command={stack['wops_archive_command']}" in settings
+    check = _pgbackrest(hosts[REPO], stanza, "check")
     assert check.rc == 0, check.stderr
 
 
-def test_new_stanza_got_its_first_full_backup(hosts: dict[str, Any]) -> None:
+def test_new_stanza_got_its_first_full_backup(hosts: dict[str, Any], stanza: str) -> None:
     """pgbackrest_initial_backup: converge leaves a restorable stanza behind."""
-    info = json.loads(_as_repo(hosts[REPO], "pgbackrest --stanza=warehouse --output=json info")
+    info = json.loads(_pgbackrest(hosts[REPO], stanza, "--output=json", "info")
                       .stdout)
     assert info[0]["status"]["code"] == 0, info[0]["status"]
     assert info[0]["backup"][0]["type"] == "full"
 
 
 def test_backup_playbook_reports_label_size_and_duration(
-        hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
+        hosts: dict[str, Any], warehouse: dict[str, int], stanza: str) -> None:
     play = _playbook("backup.yml", "-e", "backup_type=full")
     assert play.returncode == 0, play.stdout[-3000:]
     match = re.search(r"full backup (\d{8}-\d{6}F) took (\d+) s", play.stdout)
     assert match, play.stdout[-2000:]
     assert re.search(r"database [\d.]+ MiB, changed [\d.]+ MiB, stored [\d.]+ MiB", play.stdout)
-    info = json.loads(_as_repo(hosts[REPO], "pgbackrest --stanza=warehouse --output=json info")
+    info = json.loads(_pgbackrest(hosts[REPO], stanza, "--output=json", "info")
                       .stdout)
     assert info[0]["backup"][-1]["label"] == match.group(1)
     refused = _playbook("backup.yml", "-e", "backup_type=weekly")
@@ -269,7 +277,7 @@ def pushgateway() -> Iterator[tuple[str, list[tuple[str, str, str]]]]:
 
 def test_runbook_driver_drills_reports_and_pushes_metrics(
         hosts: dict[str, Any], warehouse: dict[str, int], tmp_path: Path,
-        pushgateway: tuple[str, list[tuple[str, str, str]]]) -> None:
+        pushgateway: tuple[str, list[tuple[str, str, str]]], stanza: str) -> None:
     url, received = pushgateway
     proc = subprocess.run(
         [str(ROOT / ".venv/bin/python"), str(ROOT / "runbooks/dr_drill.py"),
@@ -300,14 +308,14 @@ def test_runbook_driver_drills_reports_and_pushes_metrics(
     labels = _sql(hosts[DB], query % report["drill_id"])
     assert labels == "before,after"
     # Cleaned up: no copy left running.
-    assert not hosts[SCRATCH].file("/var/lib/postgresql/dr-drill/warehouse").exists
+    assert not hosts[SCRATCH].file(f"/var/lib/postgresql/dr-drill/{stanza}").exists
 
 
 def test_restore_beyond_the_archived_wal_is_refused_before_touching_the_host(
-        hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
+        hosts: dict[str, Any], warehouse: dict[str, int], stack: dict[str, str]) -> None:
     scratch = hosts[SCRATCH]
-    scratch.run("mkdir -p /var/lib/postgresql/15/main && "
-                "touch /var/lib/postgresql/15/main/sentinel")
+    data_dir = stack["wops_postgresql_data_dir"]
+    scratch.run("mkdir -p %s && touch %s/sentinel", data_dir, data_dir)
     before = scratch.run("find /var/lib/postgresql /var/log/pgbackrest -newer /etc/hostname "
                          "-printf '%p %T@\\n' | sort").stdout
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat(timespec="seconds")
@@ -325,14 +333,16 @@ def test_restore_beyond_the_archived_wal_is_refused_before_touching_the_host(
     named = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={SCRATCH}",
                       "-e", "dr_restore_target_type=name", "-e", "dr_restore_target=no-such-point")
     assert named.returncode != 0 and "no restore point named 'no-such-point'" in named.stdout
-    scratch.run("rm -rf /var/lib/postgresql/15")
+    # The version's directory (/var/lib/postgresql/<version>), made above.
+    scratch.run("rm -rf %s", str(PurePosixPath(data_dir).parent))
 
 
 def test_archiving_and_backups_continue_after_a_postgresql_restart(
-        hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
+        hosts: dict[str, Any], warehouse: dict[str, int], stanza: str,
+        stack: dict[str, str]) -> None:
     db = hosts[DB]
     failed_before = int(_sql(db, "SELECT failed_count FROM pg_stat_archiver", db="postgres"))
-    assert db.run("systemctl restart postgresql@15-main").rc == 0
+    assert db.run("systemctl restart %s", stack["wops_postgresql_service"]).rc == 0
     for _ in range(30):
         if db.run("runuser -u postgres -- pg_isready -q").rc == 0:
             break
@@ -351,23 +361,23 @@ def test_archiving_and_backups_continue_after_a_postgresql_restart(
     play = _playbook("backup.yml", "-e", "backup_type=incr")
     assert play.returncode == 0, play.stdout[-3000:]
     assert re.search(r"incr backup \d{8}-\d{6}F_\d{8}-\d{6}I took", play.stdout)
-    check = _as_repo(hosts[REPO], "pgbackrest --stanza=warehouse check")
+    check = _pgbackrest(hosts[REPO], stanza, "check")
     assert check.rc == 0, check.stderr
 
 
 def test_corrupted_backup_file_fails_verify_and_the_drill(
-        hosts: dict[str, Any], warehouse: dict[str, int], tmp_path: Path) -> None:
+        hosts: dict[str, Any], warehouse: dict[str, int], tmp_path: Path, stanza: str) -> None:
     repo = hosts[REPO]
-    info = json.loads(_as_repo(repo, "pgbackrest --stanza=warehouse --output=json info").stdout)
+    info = json.loads(_pgbackrest(repo, stanza, "--output=json", "info").stdout)
     full = [b["label"] for b in info[0]["backup"] if b["type"] == "full"][-1]
     # The largest file of the full backup: a warehouse table's data.
     victim = repo.check_output(
-        f"find /var/lib/pgbackrest/backup/warehouse/{full}/pg_data/base -type f "
+        f"find /var/lib/pgbackrest/backup/{stanza}/{full}/pg_data/base -type f "
         "-printf '%s %p\\n' | sort -n | tail -n 1 | cut -d' ' -f2")
     assert repo.run("cp -p %s /root/victim.orig", victim).rc == 0
     try:
         assert repo.run(f"printf 'corrupt' | dd of={victim} bs=1 seek=64 conv=notrunc").rc == 0
-        verify = _as_repo(repo, "pgbackrest --stanza=warehouse --output=text --verbose verify")
+        verify = _pgbackrest(repo, stanza, "--output=text", "--verbose", "verify")
         assert "status: error" in verify.stdout and "checksum invalid: 1" in verify.stdout
         play = _playbook("dr_drill.yml")
         assert play.returncode != 0
@@ -378,7 +388,7 @@ def test_corrupted_backup_file_fails_verify_and_the_drill(
     finally:
         repo.run("cp -p /root/victim.orig %s", victim)
         hosts[SCRATCH].run("systemctl stop wops-dr-drill.service")
-    verify = _as_repo(repo, "pgbackrest --stanza=warehouse --output=text --verbose verify")
+    verify = _pgbackrest(repo, stanza, "--output=text", "--verbose", "verify")
     assert "status: ok" in verify.stdout
 
 

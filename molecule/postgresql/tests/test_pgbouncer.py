@@ -105,11 +105,12 @@ def _molecule_env() -> dict[str, str]:
 
 
 def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
-        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+        hosts: dict[str, Any], secrets: dict[str, str], stack: dict[str, str]) -> None:
     db = hosts[DB]
     password = secrets["vault_postgresql_etl_password"]
-    init = db.run("PGPASSWORD=%s /usr/lib/postgresql/15/bin/pgbench -q -i -s 4 "
-                  "'host=/var/run/postgresql dbname=bench user=etl'", password)
+    pgbench = f"{stack['wops_postgresql_bin_dir']}/pgbench"
+    init = db.run("PGPASSWORD=%s %s -q -i -s 4 %s", password, pgbench,
+                  f"host={stack['wops_postgresql_socket_dir']} dbname=bench user=etl")
     assert init.rc == 0, init.stderr
     pid_before = db.check_output("systemctl show -p MainPID --value pgbouncer")
     admin = secrets["vault_pgbouncer_admin_password"]
@@ -120,9 +121,9 @@ def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
 
     def bench() -> None:
         report["result"] = db.run(
-            "PGPASSWORD=%s /usr/lib/postgresql/15/bin/pgbench -n -c 200 -j 4 -T %s -P 10 "
+            "PGPASSWORD=%s %s -n -c 200 -j 4 -T %s -P 10 "
             "'host=127.0.0.1 port=6432 dbname=bench user=etl sslmode=require'",
-            password, str(LOAD_SECONDS))
+            password, pgbench, str(LOAD_SECONDS))
 
     worker = threading.Thread(target=bench)
     worker.start()

@@ -7,15 +7,23 @@ against the project CA) to check what they may and may not do.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 Host = Any
+# login(host, user, password, query, *, db="warehouse", sslmode="verify-full")
+Login = Callable[..., Any]
 
 # The primary (the replica and the pgBouncer host have checks of their own).
 testinfra_hosts = ["wops-mol-pg-primary"]
 
-CONF = "/etc/postgresql/15/main"
-CA = f"{CONF}/tls/ca.crt"
+
+@pytest.fixture(scope="module")
+def conf(stack: dict[str, str]) -> str:
+    """The cluster's configuration directory."""
+    return stack["wops_postgresql_conf_dir"]
 
 
 def sql(host: Host, query: str, *, db: str = "postgres") -> str:
@@ -24,19 +32,24 @@ def sql(host: Host, query: str, *, db: str = "postgres") -> str:
     return out
 
 
-def login(host: Host, user: str, password: str, query: str, *, db: str = "warehouse",
-          sslmode: str = "verify-full") -> Any:
-    """Run a query as an application role over TCP to the host's own name."""
-    conninfo = (f"host={host.check_output('hostname')} port=5432 dbname={db} user={user} "
-                f"sslmode={sslmode} sslrootcert={CA}")
-    return host.run("env PGPASSWORD=%s psql -XAtq %s -c %s", password, conninfo, query)
+@pytest.fixture(scope="module")
+def login(conf: str) -> Login:
+    """Runs a query as an application role over TCP to the host's own name (TLS, the CA)."""
+    def run(host: Host, user: str, password: str, query: str, *, db: str = "warehouse",
+            sslmode: str = "verify-full") -> Any:
+        conninfo = (f"host={host.check_output('hostname')} port=5432 dbname={db} user={user} "
+                    f"sslmode={sslmode} sslrootcert={conf}/tls/ca.crt")
+        return host.run("env PGPASSWORD=%s psql -XAtq %s -c %s", password, conninfo, query)
+    return run
 
 
-def test_service_running_and_enabled(host: Host) -> None:
-    service = host.service("postgresql@15-main")
+def test_service_running_and_enabled(host: Host, stack: dict[str, str]) -> None:
+    service = host.service(stack["wops_postgresql_service"])
     assert service.is_running
     assert service.is_enabled
-    assert sql(host, "SHOW server_version_num").startswith("15")
+    # server_version_num: 150004 for 15.4, 160001 for 16.1.
+    assert int(sql(host, "SHOW server_version_num")) // 10000 \
+        == int(stack["wops_postgresql_version"])
 
 
 def test_cluster_has_data_checksums(host: Host) -> None:
@@ -47,8 +60,8 @@ def test_listens_on_every_address(host: Host) -> None:
     assert host.socket("tcp://0.0.0.0:5432").is_listening
 
 
-def test_settings_come_from_the_drop_in(host: Host) -> None:
-    dropin = host.file(f"{CONF}/conf.d/50-warehouse-ops.conf")
+def test_settings_come_from_the_drop_in(host: Host, conf: str) -> None:
+    dropin = host.file(f"{conf}/conf.d/50-warehouse-ops.conf")
     assert dropin.user == "postgres" and dropin.mode == 0o644
     assert dropin.content_string.startswith("#\n# Ansible managed")
     # Sized for postgresql_memory_mb 1024: 25 % and 75 %.
@@ -61,10 +74,11 @@ def test_settings_come_from_the_drop_in(host: Host) -> None:
     assert sql(host, "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL") == "0"
 
 
-def test_tls_is_on_with_the_project_certificate(host: Host, secrets: dict[str, str]) -> None:
+def test_tls_is_on_with_the_project_certificate(
+        host: Host, secrets: dict[str, str], conf: str, login: Login) -> None:
     assert sql(host, "SHOW ssl") == "on"
     assert sql(host, "SHOW ssl_min_protocol_version") == "TLSv1.2"
-    key = host.file(f"{CONF}/tls/server.key")
+    key = host.file(f"{conf}/tls/server.key")
     assert key.user == "postgres" and key.mode == 0o600
     # verify-full: the certificate chains to the CA and names the host.
     result = login(host, "reporting", secrets["vault_postgresql_reporting_password"],
@@ -73,14 +87,15 @@ def test_tls_is_on_with_the_project_certificate(host: Host, secrets: dict[str, s
     assert result.stdout.strip().startswith("t|TLSv1.")
 
 
-def test_connections_without_tls_are_rejected(host: Host, secrets: dict[str, str]) -> None:
+def test_connections_without_tls_are_rejected(
+        host: Host, secrets: dict[str, str], login: Login) -> None:
     result = login(host, "reporting", secrets["vault_postgresql_reporting_password"],
                    "SELECT 1", sslmode="disable")
     assert result.rc != 0
     assert "pg_hba.conf rejects connection" in result.stderr
 
 
-def test_scram_sha_256_only(host: Host, secrets: dict[str, str]) -> None:
+def test_scram_sha_256_only(host: Host, secrets: dict[str, str], conf: str, login: Login) -> None:
     assert sql(host, "SHOW password_encryption") == "scram-sha-256"
     methods = sql(host, "SELECT DISTINCT type || ':' || auth_method FROM pg_hba_file_rules "
                         "WHERE error IS NULL ORDER BY 1").splitlines()
@@ -89,7 +104,7 @@ def test_scram_sha_256_only(host: Host, secrets: dict[str, str]) -> None:
     # peer only for the postgres OS user, and no trust anywhere.
     assert sql(host, "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'peer' "
                      "AND user_name <> '{postgres}'") == "0"
-    assert "trust" not in host.file(f"{CONF}/pg_hba.conf").content_string
+    assert "trust" not in host.file(f"{conf}/pg_hba.conf").content_string
     # Every login role's password is a SCRAM verifier.
     assert sql(host, "SELECT count(*) FROM pg_authid WHERE rolcanlogin AND rolpassword IS NOT NULL "
                      "AND rolpassword NOT LIKE 'SCRAM-SHA-256$%'") == "0"
@@ -131,7 +146,8 @@ def test_schema_migrations_ran_once(host: Host) -> None:
                db="warehouse") == "etl"
 
 
-def test_etl_writes_and_reporting_only_reads(host: Host, secrets: dict[str, str]) -> None:
+def test_etl_writes_and_reporting_only_reads(
+        host: Host, secrets: dict[str, str], login: Login) -> None:
     etl = secrets["vault_postgresql_etl_password"]
     reporting = secrets["vault_postgresql_reporting_password"]
     wrote = login(host, "etl", etl, "INSERT INTO sales VALUES (424242, 9.99) "
@@ -153,19 +169,20 @@ def test_etl_writes_and_reporting_only_reads(host: Host, secrets: dict[str, str]
                                    "DELETE FROM sales WHERE order_id = 424242").rc == 0
 
 
-def test_reporting_cannot_reach_the_airflow_database(host: Host, secrets: dict[str, str]) -> None:
+def test_reporting_cannot_reach_the_airflow_database(
+        host: Host, secrets: dict[str, str], login: Login) -> None:
     result = login(host, "reporting", secrets["vault_postgresql_reporting_password"],
                    "SELECT 1", db="airflow")
     assert result.rc != 0 and "no pg_hba.conf entry" in result.stderr
 
 
-def test_airflow_owns_its_database(host: Host, secrets: dict[str, str]) -> None:
+def test_airflow_owns_its_database(host: Host, secrets: dict[str, str], login: Login) -> None:
     result = login(host, "airflow", secrets["vault_postgresql_airflow_password"],
                    "CREATE TABLE IF NOT EXISTS probe (x int); DROP TABLE probe", db="airflow")
     assert result.rc == 0, result.stderr
 
 
-def test_monitoring_reads_statistics(host: Host, secrets: dict[str, str]) -> None:
+def test_monitoring_reads_statistics(host: Host, secrets: dict[str, str], login: Login) -> None:
     result = login(host, "monitoring", secrets["vault_postgresql_monitoring_password"],
                    "SELECT count(*) > 0 FROM pg_stat_activity WHERE query IS NOT NULL",
                    db="postgres")

@@ -25,8 +25,7 @@ Host = Any
 PRIMARY = "wops-mol-pg-primary"
 # The checks run on the primary only (the replica has checks of its own).
 testinfra_hosts = [PRIMARY]
-DROPIN = "/etc/postgresql/15/main/conf.d/50-warehouse-ops.conf"
-HBA = "/etc/postgresql/15/main/pg_hba.conf"
+DROPIN = "conf.d/50-warehouse-ops.conf"  # in the cluster's configuration directory
 
 
 def sql(host: Host, query: str) -> str:
@@ -104,24 +103,28 @@ def test_restart_only_change_waits_for_permission(host: Host) -> None:
 
 
 @pytest.mark.usefixtures("restore")
-def test_rejected_setting_fails_and_leaves_the_server_alone(host: Host) -> None:
+def test_rejected_setting_fails_and_leaves_the_server_alone(
+        host: Host, stack: dict[str, str]) -> None:
+    conf = stack["wops_postgresql_conf_dir"]
     before = started(host)
-    dropin = host.file(DROPIN).content_string
+    dropin = host.file(f"{conf}/{DROPIN}").content_string
     proc = play(extra_vars={"postgresql_settings": {"work_mem": "lots"}})
     assert proc.returncode != 0
     assert "PostgreSQL rejects the new settings (work_mem)" in proc.stdout, proc.stdout[-3000:]
     # The previous file is back, no backup copy is left, the server never saw it.
-    assert host.file(DROPIN).content_string == dropin
-    assert host.run("ls /etc/postgresql/15/main/conf.d").stdout.split() == ["50-warehouse-ops.conf"]
-    assert host.service("postgresql@15-main").is_running
+    assert host.file(f"{conf}/{DROPIN}").content_string == dropin
+    assert host.run(f"ls {conf}/conf.d").stdout.split() == ["50-warehouse-ops.conf"]
+    assert host.service(stack["wops_postgresql_service"]).is_running
     assert started(host) == before
     assert sql(host, "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL") == "0"
 
 
 @pytest.mark.usefixtures("restore")
-def test_rejected_hba_line_fails_and_leaves_the_server_alone(host: Host) -> None:
+def test_rejected_hba_line_fails_and_leaves_the_server_alone(
+        host: Host, stack: dict[str, str]) -> None:
+    hba_file = f"{stack['wops_postgresql_conf_dir']}/pg_hba.conf"
     before = started(host)
-    hba = host.file(HBA).content_string
+    hba = host.file(hba_file).content_string
     proc = play(extra_vars={"postgresql_hba_entries": [
         {"type": "hostssl", "database": "warehouse", "user": "etl", "address": "samenet",
          "method": "scram-sha-256", "options": "clientcert=sometimes"},
@@ -130,7 +133,7 @@ def test_rejected_hba_line_fails_and_leaves_the_server_alone(host: Host) -> None
     assert "PostgreSQL rejects pg_hba.conf built from postgresql_hba_entries" in proc.stdout, \
         proc.stdout[-3000:]
     assert "clientcert" in proc.stdout
-    assert host.file(HBA).content_string == hba
+    assert host.file(hba_file).content_string == hba
     assert started(host) == before
     assert sql(host, "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
 

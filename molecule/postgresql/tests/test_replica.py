@@ -17,7 +17,6 @@ Host = Any
 PRIMARY = "wops-mol-pg-primary"
 REPLICA = "wops-mol-pg-replica"
 SLOT = "wops_mol_pg_replica"
-CA = "/etc/postgresql/15/main/tls/ca.crt"
 PROBE = "SELECT marker FROM replication_probe WHERE marker = :'marker'"
 
 
@@ -67,7 +66,8 @@ def test_primary_streams_to_the_replica_over_tls(hosts: dict[str, Host]) -> None
                         "WHERE slot_name = :'slot'", db="postgres") == "physical|t"
 
 
-def test_replica_is_a_hot_standby_with_checksums(hosts: dict[str, Host]) -> None:
+def test_replica_is_a_hot_standby_with_checksums(hosts: dict[str, Host],
+                                                 stack: dict[str, str]) -> None:
     replica = hosts[REPLICA]
     assert sql(replica, "SELECT pg_is_in_recovery()", db="postgres") == "t"
     assert sql(replica, "SHOW data_checksums", db="postgres") == "on"
@@ -75,7 +75,7 @@ def test_replica_is_a_hot_standby_with_checksums(hosts: dict[str, Host]) -> None
                db="postgres") == f"streaming|{SLOT}"
     # The standby settings live in the role's drop-in, not in postgresql.auto.conf.
     assert "primary_conninfo" not in replica.file(
-        "/var/lib/postgresql/15/main/postgresql.auto.conf").content_string
+        f"{stack['wops_postgresql_data_dir']}/postgresql.auto.conf").content_string
     assert replica.file("/var/lib/postgresql/.pgpass").mode == 0o600
 
 
@@ -89,14 +89,15 @@ def test_rows_written_on_the_primary_appear_on_the_replica(hosts: dict[str, Host
     assert got == marker
 
 
-def test_reporting_reads_on_the_replica(hosts: dict[str, Host], secrets: dict[str, str]) -> None:
+def test_reporting_reads_on_the_replica(hosts: dict[str, Host], secrets: dict[str, str],
+                                        stack: dict[str, str]) -> None:
     replica = hosts[REPLICA]
     sql(hosts[PRIMARY], "CREATE TABLE IF NOT EXISTS replication_probe (marker text PRIMARY KEY); "
                         "ALTER TABLE replication_probe OWNER TO etl; "
                         "GRANT SELECT ON replication_probe TO reporting")
     wait_for(replica, "SELECT to_regclass('replication_probe') IS NOT NULL", "t")
     conninfo = (f"host={REPLICA} port=5432 dbname=warehouse user=reporting "
-                f"sslmode=verify-full sslrootcert={CA}")
+                f"sslmode=verify-full sslrootcert={stack['wops_postgresql_conf_dir']}/tls/ca.crt")
     read = replica.run("env PGPASSWORD=%s psql -XAtq %s -c %s",
                        secrets["vault_postgresql_reporting_password"], conninfo,
                        "SELECT count(*) >= 0 FROM replication_probe")
@@ -117,13 +118,14 @@ def test_missing_primary_fails_in_preflight(hosts: dict[str, Host]) -> None:
     assert sql(hosts[REPLICA], "SELECT pg_postmaster_start_time()", db="postgres") == before
 
 
-def test_replica_is_rebuilt_after_its_data_directory_is_lost(hosts: dict[str, Host]) -> None:
+def test_replica_is_rebuilt_after_its_data_directory_is_lost(hosts: dict[str, Host],
+                                                            stack: dict[str, str]) -> None:
     primary, replica = hosts[PRIMARY], hosts[REPLICA]
     marker = f"before-loss-{time.time_ns()}"
     sql(primary, "CREATE TABLE IF NOT EXISTS replication_probe (marker text PRIMARY KEY); "
                  "INSERT INTO replication_probe VALUES (:'marker')", marker=marker)
-    replica.check_output("systemctl stop postgresql@15-main")
-    replica.check_output("rm -rf /var/lib/postgresql/15/main")
+    replica.check_output("systemctl stop %s", stack["wops_postgresql_service"])
+    replica.check_output("rm -rf %s", stack["wops_postgresql_data_dir"])
 
     proc = play()
     assert proc.returncode == 0, proc.stdout[-4000:]

@@ -255,16 +255,20 @@ def main(argv: list[str] | None = None) -> int:
         cfg: dict[str, Any] = json.loads(args.config.read_text())
     except (OSError, ValueError) as exc:
         parser.error(f"cannot read {args.config}: {exc}")
-    bindir = str(cfg.get("bindir", "/usr/lib/postgresql/15/bin"))
-    if args.command == "run":
-        return cmd_run(cfg, bindir)
     if args.command == "list":
         return cmd_list(cfg, args.json)
+    if args.command == "cleanup":
+        return cmd_cleanup(cfg, args.dry_run)
+    # The PostgreSQL client binaries matching the server (pg_dump_backup writes it).
+    bindir = str(cfg.get("bindir") or "")
+    if not bindir:
+        parser.error(f"{args.config} sets no 'bindir' (the PostgreSQL client binaries' "
+                     "directory, such as /usr/lib/postgresql/<version>/bin)")
+    if args.command == "run":
+        return cmd_run(cfg, bindir)
     if args.command == "validate":
         return cmd_validate(cfg, bindir, args.files)
-    if args.command == "restore":
-        return cmd_restore(cfg, bindir, args)
-    return cmd_cleanup(cfg, args.dry_run)
+    return cmd_restore(cfg, bindir, args)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import glob
 import json
 import os
 import re
@@ -41,6 +42,8 @@ LSN_RE = re.compile(r"^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$")
 DECOMPRESS = {".gz": ["gzip", "-dc"], ".zst": ["zstd", "-dcq"], ".lz4": ["lz4", "-dcq"],
               ".bz2": ["bzip2", "-dc"], "": ["cat"]}
 TARGET_TYPES = ("latest", "immediate", "time", "name", "lsn")
+# Debian's layout of PostgreSQL's binaries, one directory per major version.
+DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
 
 
 class HorizonError(RuntimeError):
@@ -287,6 +290,21 @@ class Repository:
             return proc.stdout
 
 
+def _major(bindir: str) -> tuple[int, ...]:
+    """The version of a /usr/lib/postgresql/<version>/bin directory, for sorting."""
+    name = os.path.basename(os.path.dirname(bindir))
+    try:
+        return tuple(int(part) for part in name.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def newest_bindir() -> str | None:
+    """The newest Debian PostgreSQL binaries directory with pg_waldump, if any."""
+    found = [d for d in glob.glob(DEBIAN_BINDIRS) if os.path.exists(os.path.join(d, "pg_waldump"))]
+    return max(found, key=_major, default=None)
+
+
 def horizon(repo: Repository, target_type: str, target: str, max_segments: int) -> Verdict:
     info = repo.info()
     backups = parse_backups(info)
@@ -330,7 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target-type", choices=TARGET_TYPES, default="latest")
     parser.add_argument("--target", default="", help="timestamp with zone, restore point, LSN")
     parser.add_argument("--config", help="pgBackRest configuration file")
-    parser.add_argument("--pg-bindir", default="/usr/lib/postgresql/15/bin")
+    parser.add_argument("--pg-bindir",
+                        help="PostgreSQL binaries (pg_waldump) of the stanza's major version; "
+                        "default: the newest /usr/lib/postgresql/<version>/bin on this host")
     parser.add_argument("--wal-segment-size", type=int, default=16 * 1024 * 1024)
     parser.add_argument("--max-segments", type=int, default=512,
                         help="newest archived segments decoded at most (16 MiB each)")
@@ -344,7 +364,11 @@ def main(argv: list[str] | None = None) -> int:
             parse_lsn(args.target)
     except ValueError as exc:
         parser.error(str(exc))
-    repo = Repository(args.stanza, args.config, args.pg_bindir, args.wal_segment_size)
+    bindir = args.pg_bindir or newest_bindir()
+    if bindir is None:
+        parser.error(f"no pg_waldump in {DEBIAN_BINDIRS}: install the PostgreSQL server "
+                     "package or pass --pg-bindir")
+    repo = Repository(args.stanza, args.config, bindir, args.wal_segment_size)
     try:
         verdict = horizon(repo, args.target_type, args.target, args.max_segments)
     except (HorizonError, OSError, subprocess.CalledProcessError, KeyError, ValueError) as exc:
