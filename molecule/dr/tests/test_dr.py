@@ -40,6 +40,7 @@ def _env() -> dict[str, str]:
     env.update({
         "ANSIBLE_LIBRARY": str(ROOT / "plugins/modules"),
         "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins/module_utils"),
+        "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter"),
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
         "ANSIBLE_VAULT_IDENTITY_LIST": VAULT_ID,
         "ANSIBLE_NOCOLOR": "1",

@@ -97,6 +97,7 @@ def _molecule_env() -> dict[str, str]:
     env.update({
         "ANSIBLE_LIBRARY": str(ROOT / "plugins/modules"),
         "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins/module_utils"),
+        "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter"),
         "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
         "ANSIBLE_VAULT_IDENTITY_LIST": f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
         "ANSIBLE_NOCOLOR": "1",
