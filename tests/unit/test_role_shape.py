@@ -19,7 +19,8 @@ STACK_ROLES = sorted(p.name for p in (ROOT / "roles").iterdir()
 
 
 def _main(role: str) -> list[dict[str, Any]]:
-    tasks: list[dict[str, Any]] = yaml.safe_load((ROOT / "roles" / role / "tasks/main.yml").read_text())
+    path = ROOT / "roles" / role / "tasks/main.yml"
+    tasks: list[dict[str, Any]] = yaml.safe_load(path.read_text())
     return tasks
 
 
@@ -34,7 +35,8 @@ def test_preflight_comes_first_and_every_stage_tag_reaches_it(role: str) -> None
     assert _includes(tasks[0]) == "preflight.yml", f"{role}: the first stage is not preflight.yml"
     stage_tags = {tag for t in tasks for tag in t.get("tags", []) if tag != "always"}
     preflight = tasks[0]
-    for where in (preflight.get("tags", []), preflight["ansible.builtin.include_tasks"]["apply"]["tags"]):
+    applied = preflight["ansible.builtin.include_tasks"]["apply"]["tags"]
+    for where in (preflight.get("tags", []), applied):
         missing = stage_tags - set(where)
         assert missing == set(), (
             f"{role}: --tags {sorted(missing)} would skip the preflight (add them to its include)")
