@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from warehouse_etl.devserver import devserver
 from warehouse_etl.generate import generate
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from testbed import stack_facts
+from testbed.pgserver import devserver
 
 # Outside any home directory: the server process must be able to read the files.
 DEFAULT_CACHE = Path(os.environ.get("ETL_BENCH_CACHE", "/var/tmp/warehouse-etl/tpch"))  # noqa: S108

@@ -14,17 +14,15 @@ from typing import Any
 
 import psycopg
 import pytest
-from warehouse_etl.devserver import DevServer, devserver, find_bindir
 from warehouse_etl.generate import generate
 
-# The repository root: testbed.stack_facts.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from testbed import stack_facts
+from testbed.pgserver import DevServer, devserver, find_bindir
 
 SCALE = 0.01
 REPO = Path(__file__).resolve().parents[2]
 # The stack's server binaries when installed (PG_BINDIR, if set, wins); else
-# devserver's own discovery.
+# the server module's own discovery.
 _STACK_BINDIR = Path(stack_facts.load()["wops_postgresql_bin_dir"])
 if (_STACK_BINDIR / "initdb").exists():
     os.environ.setdefault("PG_BINDIR", str(_STACK_BINDIR))

@@ -15,8 +15,9 @@ from pathlib import Path
 import psycopg
 import pytest
 from conftest import etl_env, query, run_etl, warehouse_fingerprint
-from warehouse_etl.devserver import free_port
 from warehouse_etl.generate import generate
+
+from testbed.pgserver import free_port
 
 # Where to kill: a COPY of the staging phase, or a statement inside the batch
 # transaction that has already written to the warehouse (it holds an xid).

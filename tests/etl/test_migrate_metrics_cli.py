@@ -13,7 +13,8 @@ from typing import ClassVar
 import pytest
 from conftest import query, run_etl
 from warehouse_etl.cli import ProgressBar
-from warehouse_etl.devserver import free_port
+
+from testbed.pgserver import free_port
 
 
 def test_migrations_are_idempotent_and_report_json(dsn: str) -> None:

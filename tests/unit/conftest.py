@@ -8,17 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from warehouse_etl.devserver import DevServer, devserver, find_bindir
 
-# The repository root: testbed.stack_facts, for this file and the tests.
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from testbed import stack_facts
+from testbed.pgserver import DevServer, devserver, find_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
 # Custom modules' pure helpers are imported by their file name, as Ansible does.
 sys.path.insert(0, str(ROOT / "plugins/module_utils"))
 # The stack's server binaries when installed (PG_BINDIR, if set, wins); else
-# devserver's own discovery.
+# the server module's own discovery.
 _STACK_BINDIR = Path(stack_facts.load()["wops_postgresql_bin_dir"])
 if (_STACK_BINDIR / "initdb").exists():
     os.environ.setdefault("PG_BINDIR", str(_STACK_BINDIR))

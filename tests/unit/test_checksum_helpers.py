@@ -5,7 +5,8 @@ from __future__ import annotations
 import pg_checksums as pc
 import psycopg
 import pytest
-from warehouse_etl.devserver import DevServer
+
+from testbed.pgserver import DevServer
 
 
 def _checksum(server: DevServer, schema: str, table: str) -> tuple[int, str]:

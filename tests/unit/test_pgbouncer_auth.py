@@ -6,7 +6,8 @@ import pgbouncer_auth as pa
 import psycopg
 import pytest
 from psycopg import sql
-from warehouse_etl.devserver import DevServer
+
+from testbed.pgserver import DevServer
 
 
 def _verifier_from_postgres(server: DevServer, role: str, password: str) -> str:
