@@ -6,7 +6,7 @@ a settings change to one server (site.yml --tags postgresql_configure
 --limit), then looks at the server: its start
 time (pg_postmaster_start_time()) tells a reload from a restart. Every test
 puts the configuration back before it ends. Preflight failures of every kind
-are covered without hosts in tests/unit/test_postgresql_bad_input.py.
+are covered without hosts in tests/playbooks/test_postgresql_bad_input.py.
 """
 
 from __future__ import annotations
