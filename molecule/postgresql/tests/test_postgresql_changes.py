@@ -5,7 +5,8 @@ inventory with extra variables, limited to the primary, as an operator applies
 a settings change to one server (site.yml --tags postgresql_configure
 --limit), then looks at the server: its start
 time (pg_postmaster_start_time()) tells a reload from a restart. Every test
-puts the configuration back before it ends. Preflight failures of every kind
+that changes the configuration puts it back before it ends; the rejected
+ones prove that nothing changed. Preflight failures of every kind
 are covered without hosts in tests/playbooks/test_postgresql_bad_input.py.
 """
 
@@ -102,7 +103,6 @@ def test_restart_only_change_waits_for_permission(host: Host) -> None:
     assert sql(host, "SHOW max_connections") == str(settings["max_connections"])
 
 
-@pytest.mark.usefixtures("restore")
 def test_rejected_setting_fails_and_leaves_the_server_alone(
         host: Host, stack: dict[str, str]) -> None:
     conf = stack["wops_postgresql_conf_dir"]
@@ -119,7 +119,6 @@ def test_rejected_setting_fails_and_leaves_the_server_alone(
     assert sql(host, "SELECT count(*) FROM pg_file_settings WHERE error IS NOT NULL") == "0"
 
 
-@pytest.mark.usefixtures("restore")
 def test_rejected_hba_line_fails_and_leaves_the_server_alone(
         host: Host, stack: dict[str, str]) -> None:
     hba_file = f"{stack['wops_postgresql_conf_dir']}/pg_hba.conf"
