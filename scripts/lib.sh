@@ -10,8 +10,10 @@ WOPS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WOPS_CACHE=${WOPS_CACHE:-/var/cache/warehouse-ops}
 WOPS_VENV=${WOPS_VENV:-$WOPS_ROOT/.venv}
 WOPS_IMAGE=${WOPS_IMAGE:-localhost/warehouse-ops/debian12-systemd:latest}
+# The base image plus the roles' packages (scripts/build-stack-image.sh).
+WOPS_STACK_IMAGE=${WOPS_STACK_IMAGE:-localhost/warehouse-ops/debian12-stack:latest}
 WOPS_MIN_FREE_MB=${WOPS_MIN_FREE_MB:-4096}
-export WOPS_ROOT WOPS_CACHE WOPS_VENV WOPS_IMAGE
+export WOPS_ROOT WOPS_CACHE WOPS_VENV WOPS_IMAGE WOPS_STACK_IMAGE
 
 die() { echo "error: $*" >&2; exit 1; }
 log() { printf '==> %s\n' "$*" >&2; }
