@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
+
+import pgbouncer_auth
+import psycopg
+import pytest
+from psycopg import sql
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins/filter"))
 
-from wops_filters import FilterModule, wops_address  # noqa: E402
+from wops_filters import FilterModule, wops_address, wops_scram_verifier  # noqa: E402
 
 HOSTVARS = {
     "db1": {"ansible_host": "10.0.0.5"},
@@ -33,3 +39,38 @@ def test_a_name_outside_the_inventory_is_used_as_it_is() -> None:
 
 def test_the_filter_is_registered_under_its_name() -> None:
     assert FilterModule().filters()["wops_address"] is wops_address
+
+
+def test_scram_verifier_is_stored_as_sent_and_no_password_reaches_the_log(server: Any) -> None:
+    password = "n0t-in-any-log \u00e4"
+    verifier = wops_scram_verifier(password)
+    assert verifier.startswith("SCRAM-SHA-256$4096:")
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
+        conn.execute("SET log_statement = 'all'")
+        conn.execute(sql.SQL("CREATE ROLE scram_probe LOGIN PASSWORD {}").format(
+            sql.Literal(verifier)))
+        row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'scram_probe'"
+                           ).fetchone()
+    assert row is not None
+    # PostgreSQL keeps a verifier it is sent as it is (it does not hash it again).
+    assert row[0] == verifier
+    assert pgbouncer_auth.verifier_matches(password, row[0])
+    log = server.logfile.read_text()
+    assert "CREATE ROLE scram_probe" in log
+    assert password not in log
+
+
+def test_scram_verifier_keeps_a_matching_stored_verifier_and_salts_a_new_one() -> None:
+    first = wops_scram_verifier("pw-one")
+    # The same password: the stored verifier comes back, byte for byte.
+    assert wops_scram_verifier("pw-one", first) == first
+    # A new password, no stored verifier or an unreadable one: a fresh salt each time.
+    for stored in (first, None, "", "md5abc", "SCRAM-SHA-256$4096:!!$x:y"):
+        fresh = wops_scram_verifier("pw-two", stored)
+        assert fresh != first and pgbouncer_auth.verifier_matches("pw-two", fresh)
+    assert wops_scram_verifier("pw-two") != wops_scram_verifier("pw-two")
+
+
+def test_scram_verifier_refuses_an_empty_password() -> None:
+    with pytest.raises(ValueError, match="password is empty"):
+        wops_scram_verifier("")

@@ -1,0 +1,121 @@
+"""No secret where it must not be, after a converge and a password change.
+
+The converge runs as an operator debugging it would (-vvv --diff) and changes
+the reporting role's password to a known new value, then a second run puts
+the vault's value back. Every secret of the dev vault, and the new password,
+is then searched for in: both runs' output, each host's /var/log and journal,
+the process arguments sampled inside each host during both runs, and every
+file under /etc, /var, /srv, /opt, /home, /root, /run and /tmp that a user
+other than its owner may read (reports/secret-search-postgresql.txt lists
+the places and hits).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from testbed import scenario, secret_search
+
+PRIMARY = "wops-mol-pg-primary"
+PROXY = "wops-mol-pg-proxy"
+NEW_PASSWORD = "Rotated-reporting-2b7e41c9"
+# Groups whose own service reads its group-readable secret files.
+SERVICE_GROUPS = {"postgres"}
+
+
+def _stored_verifier(host: Any, role: str) -> str:
+    out: str = host.check_output(
+        "runuser -u postgres -- psql -XAtq -c %s",
+        f"SELECT rolpassword FROM pg_authid WHERE rolname = '{role}'")
+    return out
+
+
+def _login_through_pgbouncer(host: Any, password: str) -> Any:
+    # A test's own login: runs after the sampling, so its arguments are not searched.
+    return host.run(
+        "env PGPASSWORD=%s psql -XAtq %s -c 'SELECT current_user'", password,
+        f"host={PROXY} port=6432 dbname=warehouse user=reporting sslmode=verify-full "
+        "sslrootcert=/etc/pgbouncer/tls/ca.crt connect_timeout=5")
+
+
+def test_no_secret_in_output_logs_processes_or_readable_files(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    values = secret_search.secret_values(secrets)
+    values["new reporting password"] = NEW_PASSWORD
+    assert len(values) >= 10, sorted(values)
+    primary = hosts[PRIMARY]
+    before = _stored_verifier(primary, "reporting")
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as extra:
+        os.chmod(extra.name, 0o600)
+        yaml.safe_dump({"vault_postgresql_reporting_password": NEW_PASSWORD}, extra)
+    # Two runs, each sampled; the checks' own logins (a password in their
+    # arguments) run between them, unsampled.
+    samplers = [secret_search.ProcessSampler(hosts), secret_search.ProcessSampler(hosts)]
+    try:
+        with samplers[0]:
+            change = scenario.playbook("converge.yml", "-vvv", "--diff", "-e", f"@{extra.name}")
+    finally:
+        os.unlink(extra.name)
+    assert change.returncode == 0, change.stdout[-3000:]
+    changed = _stored_verifier(primary, "reporting")
+    login_new = _login_through_pgbouncer(primary, NEW_PASSWORD)
+    with samplers[1]:
+        back = scenario.playbook("converge.yml", "-vvv", "--diff",
+                                 "--tags", "postgresql_objects,pgbouncer_auth")
+    assert back.returncode == 0, back.stdout[-3000:]
+
+    # The change happened (so the runs did handle the secret), and was undone.
+    assert changed != before and changed.startswith("SCRAM-SHA-256$")
+    assert login_new.rc == 0 and login_new.stdout.strip() == "reporting", login_new.stderr
+    assert _login_through_pgbouncer(
+        primary, secrets["vault_postgresql_reporting_password"]).rc == 0
+    assert _stored_verifier(primary, "reporting") != changed
+
+    runs = {"converge -vvv --diff (password change)": change.stdout,
+            "converge -vvv --diff (password back)": back.stdout}
+    hits = [hit for place, out in runs.items()
+            for hit in secret_search.search_text(place, out, values)]
+    places = list(runs)
+    for sampler in samplers:
+        sampled_hits, sampled_places = sampler.hits(values)
+        hits += sampled_hits
+        places += sampled_places
+    host_hits, host_places = secret_search.search_hosts(hosts, values, SERVICE_GROUPS)
+    hits += host_hits
+    places += host_places
+    report = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "reports/secret-search-postgresql.txt"
+    report.parent.mkdir(exist_ok=True)
+    report.write_text(
+        f"{len(hits)} hits in {len(places)} places searched for {len(values)} secrets\n"
+        + "".join(f"searched: {p}\n" for p in places)
+        + "".join(f"HIT: {h}\n" for h in hits))
+    # Every host was searched and sampled.
+    assert len(places) == 2 + 5 * len(hosts)
+    assert all(len(text.splitlines()) > 50
+               for sampler in samplers for text in sampler.samples.values())
+    assert hits == [], "\n".join(map(str, hits))
+
+
+def test_the_search_finds_a_planted_secret(hosts: dict[str, Any]) -> None:
+    """The search itself can fail: a value planted in each kind of place is found."""
+    canary = "canary-value-5d0c1e77"
+    host = hosts[PROXY]
+    host.run("echo %s >/tmp/wops-canary && chmod 0644 /tmp/wops-canary", canary)
+    host.run("logger -t wops-canary %s && echo %s >/var/log/wops-canary.log", canary, canary)
+    try:
+        hits, _ = secret_search.search_hosts([PROXY], {"canary": canary}, SERVICE_GROUPS)
+    finally:
+        host.run("rm -f /tmp/wops-canary /var/log/wops-canary.log")
+    found = {h.place for h in hits}
+    assert f"{PROXY}: readable file:/tmp/wops-canary" in found, found
+    assert f"{PROXY}: log:/var/log/wops-canary.log" in found, found
+    assert f"{PROXY}: journal" in found, found
+    with secret_search.ProcessSampler([PROXY]) as sampler:
+        host.run("sh -c 'sleep 1 # %s'", canary)
+    assert sampler.hits({"canary": canary})[0], "a process argument was not sampled"
