@@ -24,16 +24,19 @@ SECRETS = [
 ]
 
 
-def _run(tmp_path: Path, *extra: str, limit: str = "all") -> subprocess.CompletedProcess[str]:
+def _run(tmp_path: Path, *extra: str, limit: str = "all",
+         groups: dict[str, list[str]] | None = None) -> subprocess.CompletedProcess[str]:
     secrets = "".join(f"    {name}: not-a-real-secret\n" for name in SECRETS)
+    groups = groups or {"postgres_primary": ["db1"], "postgres_replica": ["db2"]}
+    children = "".join(
+        f"        {group}:\n          hosts:\n" + "".join(f"            {h}:\n" for h in hosts)
+        for group, hosts in groups.items())
     (tmp_path / "hosts.yml").write_text(
         "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
         f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
         # The controller has no sudo; root becomes postgres with su.
         f"    ansible_become_method: su\n{secrets}"
-        "  children:\n    postgres:\n      children:\n"
-        "        postgres_primary:\n          hosts:\n            db1:\n"
-        "        postgres_replica:\n          hosts:\n            db2:\n"
+        "  children:\n    postgres:\n      children:\n" + children
     )
     (tmp_path / "play.yml").write_text(
         "- name: PostgreSQL\n  hosts: postgres\n  any_errors_fatal: true\n"
@@ -73,6 +76,16 @@ def _json(**extra_vars: object) -> list[str]:
     (_json(postgresql_hba_entries=[{"type": "hostssl", "database": "all", "user": "all",
                                     "method": "scram-sha-256"}]),
      "postgresql_hba_entries[0]"),
+    (_json(postgresql_hba_entries=[{"type": "hostssl", "database": "all", "user": "all",
+                                    "address": "0.0.0.0/0", "method": "scram-sha-256"}]),
+     "postgresql_hba_entries[0] (hostssl all all scram-sha-256) accepts connections from '0.0.0.0/0'"),
+    (_json(postgresql_hba_entries=[{"type": "local", "database": "all", "user": "all",
+                                    "method": "scram-sha-256"},
+                                   {"type": "hostssl", "database": "all", "user": "all",
+                                    "address": ["10.0.0.0/8", "::/0"], "method": "scram-sha-256"}]),
+     "postgresql_hba_entries[1] (hostssl all all scram-sha-256) accepts connections from '::/0'"),
+    (_json(postgresql_client_networks=["all"]), "accepts connections from 'all'"),
+    (_json(postgresql_listen_addresses=["10.0.0.0/24"]), "postgresql_listen_addresses has '10.0.0.0/24'"),
     (_json(postgresql_users=[{"name": "etl", "password_var": "vault_postgresql_nope_password"}]),
      "'vault_postgresql_nope_password', which is not defined"),
     (["-e", "postgresql_replication_password_var=vault_missing"],
@@ -102,3 +115,23 @@ def test_good_input_passes_preflight(tmp_path: Path) -> None:
                                                       "pg_stat_statements.max": 5000}))
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "changed=0" in proc.stdout
+
+
+def test_an_address_open_to_all_passes_with_its_named_override(tmp_path: Path) -> None:
+    proc = _run(tmp_path, *_json(postgresql_client_networks=["0.0.0.0/0"],
+                                 postgresql_hba_allow_any_address=True))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+
+
+@pytest.mark.parametrize(("groups", "named"), [
+    ({"postgres_primary": ["db1", "db3"], "postgres_replica": ["db2"]},
+     "postgres_primary has 2 hosts (db1, db3)"),
+    ({"postgres_primary": ["db1"], "postgres_replica": ["db1", "db2"]},
+     "db1 is in both postgres_primary and postgres_replica"),
+])
+def test_inventory_topology_mistakes_fail_in_preflight(
+        tmp_path: Path, groups: dict[str, list[str]], named: str) -> None:
+    proc = _run(tmp_path, groups=groups)
+    assert proc.returncode != 0
+    assert named in proc.stdout, proc.stdout[-3000:]
+    assert "Install the PostgreSQL server" not in proc.stdout
