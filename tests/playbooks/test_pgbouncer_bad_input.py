@@ -45,6 +45,13 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     (["-e", "pgbouncer_auth_file=/etc/pgbouncer/../shadow"], "pgbouncer_auth_file"),
     (["-e", "pgbouncer_admin_password="], "pgbouncer_admin_password"),
     (["-e", "pgbouncer_postgresql_host=elsewhere"], "pgbouncer_postgresql_host"),
+    (["-e", "pgbouncer_stats_user=postgres"],
+     "pgbouncer_stats_user is 'postgres', a PostgreSQL role the stack already uses"),
+    (["-e", '{"postgresql_users": [{"name": "admin", "password_var": "v"}], '
+            '"pgbouncer_admin_user": "admin"}'],
+     "pgbouncer_admin_user is 'admin', a PostgreSQL role the stack already uses"),
+    (["-e", "pgbouncer_stats_user=pgbouncer_admin"],
+     "which another of pgBouncer's users also has"),
 ])
 def test_bad_input_fails_in_preflight(tmp_path: Path, extra: list[str], named: str) -> None:
     proc = _run(tmp_path, *extra)
