@@ -1,0 +1,86 @@
+"""The scheduled DR drill opens the environment's vault outside dev.
+
+The drill timer runs dr_drill.py against the environment's inventory, whose
+vault (staging, production) needs its own password: the default command
+passes the environment's vault id, and preflight refuses a command without
+one before anything changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PLAY = """\
+- name: The pgbackrest role's preflight and drill command
+  hosts: probe
+  gather_facts: false
+  roles:
+    - role: wops
+  tasks:
+    - name: Report the drill command
+      ansible.builtin.debug:
+        msg: "DRILL {{ pgbackrest_drill_command }}"
+      vars:
+        pgbackrest_drill_checkout: /opt/warehouse-ops
+    - name: Run the preflight
+      ansible.builtin.include_role:
+        name: pgbackrest
+        tasks_from: preflight
+"""
+
+
+def _run(tmp_path: Path, environment: str, **extra: object) -> subprocess.CompletedProcess[str]:
+    inventory = tmp_path / environment
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "hosts.yml").write_text(
+        "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
+        "  children:\n    postgres_primary:\n      hosts:\n        probe:\n")
+    (inventory / "group_vars/all.yml").write_text(
+        f"wops_environment: {environment}\npgbackrest_cipher_pass: not-a-real-passphrase\n"
+        "pgbackrest_drill_timer_enabled: true\n")
+    # The drill command's default, from the role's defaults, as the probe prints it.
+    defaults = ROOT / "roles/pgbackrest/defaults/main.yml"
+    play = tmp_path / "play.yml"
+    play.write_text(PLAY.replace("    - name: Report the drill command\n",
+                                 f"    - name: Load the defaults\n      ansible.builtin.include_vars: {defaults}\n"
+                                 "    - name: Report the drill command\n"))
+    return subprocess.run(
+        ["ansible-playbook", "-i", str(inventory), str(play), "--check",
+         "-e", json.dumps(extra) if extra else "{}"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_STRATEGY": "linear",
+             "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
+@pytest.mark.parametrize(("environment", "vault_id"), [
+    ("production", "--vault-id production@/opt/warehouse-ops/scripts/vault-password-client.py"),
+    ("staging", "--vault-id staging@/opt/warehouse-ops/scripts/vault-password-client.py"),
+    ("dev", None),
+])
+def test_the_default_drill_command_names_the_environment_vault(
+        tmp_path: Path, environment: str, vault_id: str | None) -> None:
+    proc = _run(tmp_path, environment)
+    line = next(x for x in proc.stdout.splitlines() if "DRILL " in x)
+    assert f"--inventory /opt/warehouse-ops/inventory/{environment}" in line
+    if vault_id:
+        assert vault_id in line
+    else:
+        assert "--vault-id" not in line
+    assert "pgbackrest_drill_command has no --vault-id" not in proc.stdout
+
+
+def test_a_drill_command_without_a_vault_id_is_refused_outside_dev(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "production",
+                pgbackrest_drill_command="/usr/bin/python3 dr_drill.py -i inventory/production")
+    assert proc.returncode != 0
+    assert "pgbackrest_drill_command has no --vault-id" in proc.stdout, proc.stdout[-3000:]
