@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -86,8 +88,43 @@ def test_authentication_is_on_and_config_is_hidden(
     assert _curl(host, "GET", "/api/v2/config", token)[0] == 403
 
 
-def test_metadata_goes_through_pgbouncer_and_secrets_stay_private(hosts: dict[str, Any]) -> None:
+def _airflow_backends(host: Any) -> set[str]:
+    """'address port' of each PostgreSQL backend of the airflow role in the airflow database."""
+    out: str = host.check_output(
+        "runuser -u postgres -- psql -XAtF ' ' -c \"SELECT host(client_addr), client_port "
+        "FROM pg_stat_activity WHERE datname = 'airflow' AND usename = 'airflow' "
+        "AND backend_type = 'client backend'\"")
+    return {line.strip() for line in out.splitlines() if line.strip()}
+
+
+def _pgbouncer_server_sockets(host: Any, secrets: dict[str, str]) -> set[str]:
+    """'address port' of the local end of each server connection pgBouncer holds to airflow."""
+    out: str = host.check_output(
+        "env PGPASSWORD=%s psql --csv -Xc 'SHOW SERVERS' %s",
+        secrets["vault_pgbouncer_admin_password"],
+        f"host={HOST} port=6432 dbname=pgbouncer user=pgbouncer_admin sslmode=verify-full "
+        "sslrootcert=/etc/pgbouncer/tls/ca.crt")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    return {f"{r['local_addr']} {r['local_port']}" for r in rows if r["database"] == "airflow"}
+
+
+def test_metadata_goes_through_pgbouncer_and_secrets_stay_private(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
     host = hosts[HOST]
+    # Every backend Airflow holds in PostgreSQL is one pgBouncer opened: its
+    # client address and port are the local end of a pgBouncer server
+    # connection (a direct connection would be a backend pgBouncer does not
+    # know). Connections come and go, so a few tries.
+    backends: set[str] = set()
+    servers: set[str] = set()
+    for _ in range(10):
+        backends = _airflow_backends(host)
+        servers = _pgbouncer_server_sockets(host, secrets)
+        if backends and backends <= servers:
+            break
+        time.sleep(3)
+    assert backends, "Airflow holds no connection to its database"
+    assert backends <= servers, f"not through pgBouncer: {sorted(backends - servers)}"
     env = host.file("/etc/airflow/airflow.env")
     assert env.mode == 0o640 and env.user == "root" and env.group == "airflow"
     assert ":6432/airflow?sslmode=require" in host.check_output(
@@ -97,11 +134,24 @@ def test_metadata_goes_through_pgbouncer_and_secrets_stay_private(hosts: dict[st
     # Secrets never land in airflow.cfg (Airflow writes random ones there
     # itself when the file is missing).
     assert "fernet_key" not in cfg and "jwt_secret" not in cfg
-    # Server connections of the airflow database pool exist in pgBouncer.
-    pools = host.check_output(
-        "runuser -u postgres -- psql -XAtc \"SELECT count(*) FROM pg_stat_activity "
-        "WHERE datname = 'airflow' AND usename = 'airflow'\"")
-    assert int(pools) > 0
+
+
+def test_the_dag_file_parses_in_the_release_without_side_effects(hosts: dict[str, Any]) -> None:
+    """The ETL DAG imports with the release's Airflow, in an empty environment.
+
+    No database URL, no secrets, a throwaway AIRFLOW_HOME: parsing must not
+    need a connection or write anywhere but there.
+    """
+    host = hosts[HOST]
+    script = ("import runpy, sys; m = runpy.run_path(sys.argv[1]); "
+              "d = m['warehouse_etl']; print(type(d).__name__, d.dag_id, len(d.tasks))")
+    out = host.run(
+        "home=$(mktemp -d) && chown airflow \"$home\" && runuser -u airflow -- env -i "
+        "AIRFLOW_HOME=\"$home\" /opt/airflow/current/bin/python -c %s "
+        "/var/lib/airflow/dags/warehouse_etl_dag.py", script)
+    assert out.rc == 0, out.stderr
+    kind, dag_id, tasks = out.stdout.split()[-3:]
+    assert (kind, dag_id) == ("DAG", "warehouse_etl") and int(tasks) > 0
 
 
 def test_dag_run_of_the_etl_loads_a_tpch_batch(

@@ -95,13 +95,18 @@ def test_reporting_reads_on_the_replica(hosts: dict[str, Host], secrets: dict[st
     sql(hosts[PRIMARY], "CREATE TABLE IF NOT EXISTS replication_probe (marker text PRIMARY KEY); "
                         "ALTER TABLE replication_probe OWNER TO etl; "
                         "GRANT SELECT ON replication_probe TO reporting")
-    wait_for(replica, "SELECT to_regclass('replication_probe') IS NOT NULL", "t")
+    marker = f"reporting-{time.time_ns()}"
+    sql(hosts[PRIMARY], f"INSERT INTO replication_probe VALUES ('{marker}')")
+    assert wait_for(replica, f"SELECT count(*) FROM replication_probe WHERE marker = '{marker}'",
+                    "1") == "1"
     conninfo = (f"host={REPLICA} port=5432 dbname=warehouse user=reporting "
                 f"sslmode=verify-full sslrootcert={stack['wops_postgresql_conf_dir']}/tls/ca.crt")
     read = replica.run("env PGPASSWORD=%s psql -XAtq %s -c %s",
                        secrets["vault_postgresql_reporting_password"], conninfo,
-                       "SELECT count(*) >= 0 FROM replication_probe")
-    assert read.rc == 0 and read.stdout.strip() == "t", read.stderr
+                       "SELECT current_user, marker FROM replication_probe "
+                       f"WHERE marker = '{marker}'")
+    # reporting read the row the primary wrote, on the replica.
+    assert read.rc == 0 and read.stdout.strip() == f"reporting|{marker}", read.stderr
     write = replica.run("env PGPASSWORD=%s psql -XAtq %s -c %s",
                         secrets["vault_postgresql_etl_password"],
                         conninfo.replace("user=reporting", "user=etl"),
