@@ -4,43 +4,27 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from testbed import airflow_checks
+
 HOST = "wops-mol-af-db"
-API = "http://127.0.0.1:8080"
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
 BATCH = "batch_af_0001"
 
 
 def _curl(host: Any, method: str, path: str, token: str = "",
           body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}",
-            "-H", "Content-Type: application/json"]
-    if token:
-        args += ["-H", f"Authorization: Bearer {token}"]
-    if body is not None:
-        args += ["-d", json.dumps(body)]
-    args.append(f"{API}{path}")
-    result = host.run(" ".join(["%s"] * len(args)), *args)
-    text, _, code = result.stdout.rpartition("\n")
-    try:
-        payload: Any = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        payload = text
-    return int(code or 0), payload
+    return airflow_checks.api(host, method, path, token, body)
 
 
 def _token(host: Any, secrets: dict[str, str]) -> str:
-    code, body = _curl(host, "POST", "/auth/token", body={
-        "username": "admin", "password": secrets["vault_airflow_admin_password"]})
-    assert code in (200, 201), body
-    token: str = body["access_token"]
-    return token
+    return airflow_checks.token(host, secrets["vault_airflow_admin_password"])
 
 
 def _health(host: Any) -> dict[str, Any]:
@@ -125,10 +109,17 @@ def test_metadata_goes_through_pgbouncer_and_secrets_stay_private(
         time.sleep(3)
     assert backends, "Airflow holds no connection to its database"
     assert backends <= servers, f"not through pgBouncer: {sorted(backends - servers)}"
-    env = host.file("/etc/airflow/airflow.env")
-    assert env.mode == 0o640 and env.user == "root" and env.group == "airflow"
-    assert ":6432/airflow?sslmode=require" in host.check_output(
-        "grep SQL_ALCHEMY_CONN /etc/airflow/airflow.env")
+    assert ":6432/airflow?sslmode=" in airflow_checks.environment(host, "scheduler")[
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    # The secrets are in root-only files; the shared environment holds none.
+    secrets_dir = host.file("/etc/airflow/secrets")
+    assert secrets_dir.mode == 0o700 and secrets_dir.user == "root"
+    for name in [*COMPONENTS, "cli"]:
+        f = host.file(f"/etc/airflow/secrets/{name}.env")
+        assert f.mode == 0o600 and f.user == "root" and f.group == "root", name
+    assert host.run("runuser -u airflow -- cat /etc/airflow/secrets/scheduler.env").rc != 0
+    shared = host.file("/etc/airflow/airflow.env").content_string
+    assert not set(re.findall(r"^(\w+)=", shared, re.M)) & airflow_checks.SECRET_VARIABLES
     cfg = host.check_output("cat /etc/airflow/airflow.cfg")
     assert "expose_config = False" in cfg and "executor = LocalExecutor" in cfg
     # Secrets never land in airflow.cfg (Airflow writes random ones there
@@ -235,3 +226,23 @@ def test_a_failed_migration_leaves_the_old_release_serving(hosts: dict[str, Any]
     assert _pids(host) == before
     health = _health(host)
     assert {p.get("status") for p in health.values()} == {"healthy"}, health
+
+
+# Which secrets each component's own process holds (Airflow 3.3, LocalExecutor).
+EXPECTED_SECRETS = {
+    "api-server": {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
+                   "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"},
+    "scheduler": {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY",
+                  "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"},
+    "dag-processor": {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"},
+    "triggerer": {"AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"},
+}
+
+
+def test_each_component_holds_only_the_secrets_it_needs(hosts: dict[str, Any]) -> None:
+    host = hosts[HOST]
+    held = {c: airflow_checks.secret_names(host, c) for c in COMPONENTS}
+    assert held == EXPECTED_SECRETS
+    # And every component is healthy with only those (the DAG run above ran on them).
+    health = _health(host)
+    assert all(v.get("status") == "healthy" for v in health.values() if isinstance(v, dict))

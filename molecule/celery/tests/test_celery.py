@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
+from testbed import airflow_checks
+
 SCHED = "wops-mol-celery-sched"
 WORKERS = {"wops-mol-celery-w1", "wops-mol-celery-w2"}
-API = "http://127.0.0.1:8080"
 
 
 def _curl(host: Any, method: str, path: str, token: str = "",
           body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}",
-            "-H", "Content-Type: application/json"]
-    if token:
-        args += ["-H", f"Authorization: Bearer {token}"]
-    if body is not None:
-        args += ["-d", json.dumps(body)]
-    args.append(f"{API}{path}")
-    result = host.run(" ".join(["%s"] * len(args)), *args)
-    text, _, code = result.stdout.rpartition("\n")
-    try:
-        payload: Any = json.loads(text) if text else None
-    except json.JSONDecodeError:
-        payload = text
-    return int(code or 0), payload
+    return airflow_checks.api(host, method, path, token, body)
 
 
 def test_scheduler_host_runs_no_worker_and_workers_run_only_workers(
@@ -57,10 +44,7 @@ def test_broker_needs_its_password_and_listens_privately(
 def test_tasks_of_a_dag_run_execute_on_the_workers(
         hosts: dict[str, Any], secrets: dict[str, str]) -> None:
     sched = hosts[SCHED]
-    code, body = _curl(sched, "POST", "/auth/token", body={
-        "username": "admin", "password": secrets["vault_airflow_admin_password"]})
-    assert code in (200, 201), body
-    token = body["access_token"]
+    token = airflow_checks.token(sched, secrets["vault_airflow_admin_password"])
     deadline = time.monotonic() + 180
     while _curl(sched, "GET", "/api/v2/dags/warehouse_etl", token)[0] != 200:
         assert time.monotonic() < deadline, "the ETL DAG never showed up"
@@ -84,3 +68,20 @@ def test_tasks_of_a_dag_run_execute_on_the_workers(
     ran_on = {ti["hostname"] for ti in tis["task_instances"]}
     assert len(tis["task_instances"]) == 2
     assert ran_on <= WORKERS, ran_on
+
+
+def test_workers_hold_no_database_fernet_or_jwt_secret(hosts: dict[str, Any]) -> None:
+    # DAG code runs inside the workers: they get the broker, Celery's result
+    # backend and the log server's key, nothing that decrypts connections,
+    # signs task tokens or opens Airflow's database for itself.
+    for name in WORKERS:
+        assert airflow_checks.secret_names(hosts[name], "celery-worker") == {
+            "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CELERY__BROKER_URL",
+            "AIRFLOW__CELERY__RESULT_BACKEND"}, name
+        # Nor does airflow-env's file on a worker host: the host's components' secrets only.
+        cli = hosts[name].file("/etc/airflow/secrets/cli.env").content_string
+        assert "FERNET_KEY" not in cli and "JWT_SECRET" not in cli and "SQL_ALCHEMY_CONN" not in cli
+    assert airflow_checks.secret_names(hosts[SCHED], "scheduler") == {
+        "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL",
+        "AIRFLOW__CELERY__RESULT_BACKEND"}
