@@ -139,8 +139,13 @@ def judge(rc: int, result: dict[str, Any] | None, failures: list[dict[str, str]]
     rpo = _number(result.get("rpo_seconds"))
     verified = bool(result.get("verified"))
     reasons: list[str] = []
+    evidence_missing = [str(e) for e in result.get("evidence_missing") or []]
     if not result:
         reasons.append("the drill ended before it produced a result")
+    elif evidence_missing:
+        # A figure not measured or nothing compared: never VERIFIED.
+        verified = False
+        reasons.extend(f"missing evidence: {e}" for e in evidence_missing)
     elif not verified:
         reasons.append("the restored copy or the repository failed verification")
     missed = []

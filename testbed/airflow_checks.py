@@ -1,23 +1,18 @@
 """What the Airflow scenarios' checks share: the REST API and a component's environment.
 
     code, body = api(host, "GET", "/api/v2/monitor/health")
-    names = secret_names(host, "scheduler")
+    env = environment(host, "scheduler")
+    keys = secrets_held(host, "celery-worker", secrets)   # vault keys, by value
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 API = "http://127.0.0.1:8080"
-# Every environment variable the airflow role may put a secret in.
-SECRET_VARIABLES = frozenset({
-    "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL",
-    "AIRFLOW__CELERY__RESULT_BACKEND",
-})
-
-
 def api(host: Any, method: str, path: str, token: str = "",
         body: dict[str, Any] | None = None) -> tuple[int, Any]:
     """Call the api-server from inside the host: (HTTP status, parsed JSON or text)."""
@@ -58,6 +53,20 @@ def environment(host: Any, component: str) -> dict[str, str]:
     return env
 
 
-def secret_names(host: Any, component: str) -> set[str]:
-    """Which secret-bearing variables the running component holds (names, never values)."""
-    return set(environment(host, component)) & SECRET_VARIABLES
+def _forms(value: str) -> set[str]:
+    """A secret as it may appear: as it is, or percent-encoded inside a URL."""
+    return {value, quote(value, safe=""), quote(value, safe="").replace("%2F", "/")}
+
+
+def keys_in(text: str, secrets: Mapping[str, object]) -> set[str]:
+    """The vault keys whose value (as it is or URL-encoded) is in text."""
+    return {key for key, value in secrets.items()
+            if isinstance(value, str) and len(value) >= 8
+            and any(form in text for form in _forms(value))}
+
+
+def secrets_held(host: Any, component: str, secrets: Mapping[str, object]) -> set[str]:
+    """The vault keys whose value the running component's environment holds, by value:
+    whatever variable name carries it."""
+    env = environment(host, component)
+    return keys_in("\n".join(f"{k}={v}" for k, v in env.items()), secrets)

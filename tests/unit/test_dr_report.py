@@ -75,6 +75,20 @@ def test_verdicts_and_exit_codes() -> None:
     assert c.phases[-1].status == "failed"
 
 
+def test_missing_evidence_is_never_verified() -> None:
+    # Even a result that says verified, with an RPO the playbook could not
+    # measure and nothing compared, fails, naming each piece of evidence.
+    result = dict(RESULT, verified=True, rpo_seconds=None, evidence_missing=[
+        "RPO: pg_waldump could not read the primary's WAL (permission denied)",
+        "no table with rows was compared (0 tables, 0 rows in empty)"])
+    verdict = dr.judge(0, result, [])
+    assert (verdict.status, verdict.exit_code) == ("failed", dr.EXIT_FAILED)
+    assert verdict.reasons == [
+        "missing evidence: RPO: pg_waldump could not read the primary's WAL (permission denied)",
+        "missing evidence: no table with rows was compared (0 tables, 0 rows in empty)"]
+    assert verdict.rpo_seconds is None and verdict.data_verified is False
+
+
 def test_report_files(tmp_path: Path) -> None:
     c = _run(RESULT)
     report = dr.build_report(c, dr.judge(0, RESULT, []), 0, "inventory/dev")

@@ -70,18 +70,30 @@ def test_tasks_of_a_dag_run_execute_on_the_workers(
     assert ran_on <= WORKERS, ran_on
 
 
-def test_workers_hold_no_database_fernet_or_jwt_secret(hosts: dict[str, Any]) -> None:
-    # DAG code runs inside the workers: they get the broker, Celery's result
-    # backend and the log server's key, nothing that decrypts connections,
-    # signs task tokens or opens Airflow's database for itself.
+def test_workers_hold_no_database_fernet_or_jwt_secret(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    # DAG code runs inside the workers: they get the Redis password (Celery's
+    # queue and results) and the log server's key, nothing that decrypts
+    # connections, signs task tokens or opens a PostgreSQL database. Found by
+    # value: the worker's environment, and every file the airflow user can
+    # read on the worker host.
     for name in WORKERS:
-        assert airflow_checks.secret_names(hosts[name], "celery-worker") == {
-            "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CELERY__BROKER_URL",
-            "AIRFLOW__CELERY__RESULT_BACKEND"}, name
-        # Nor does airflow-env's file on a worker host: the host's components' secrets only.
-        cli = hosts[name].file("/etc/airflow/secrets/cli.env").content_string
-        assert "FERNET_KEY" not in cli and "JWT_SECRET" not in cli and "SQL_ALCHEMY_CONN" not in cli
-    assert airflow_checks.secret_names(hosts[SCHED], "scheduler") == {
-        "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__BROKER_URL",
-        "AIRFLOW__CELERY__RESULT_BACKEND"}
+        worker = hosts[name]
+        assert airflow_checks.secrets_held(worker, "celery-worker", secrets) == {
+            "vault_airflow_api_secret_key", "vault_redis_password"}, name
+        readable = worker.run(
+            "runuser -u airflow -- sh -c %s",
+            "find /etc /var/lib/airflow /home /tmp /opt/airflow -xdev -path /opt/airflow/venvs "
+            "-prune -o -type f -readable -size -5M -print0 2>/dev/null "
+            "| xargs -0 -r cat 2>/dev/null")
+        assert len(readable.stdout) > 1000, "found nothing the airflow user can read"
+        assert not airflow_checks.keys_in(readable.stdout, secrets) & {
+            "vault_airflow_fernet_key", "vault_airflow_jwt_secret",
+            "vault_postgresql_airflow_password", "vault_airflow_admin_password"}, name
+        # airflow-env's file on a worker host: the host's components' secrets only.
+        cli = worker.file("/etc/airflow/secrets/cli.env").content_string
+        assert airflow_checks.keys_in(cli, secrets) == {
+            "vault_airflow_api_secret_key", "vault_redis_password"}, name
+    assert airflow_checks.secrets_held(hosts[SCHED], "scheduler", secrets) == {
+        "vault_airflow_fernet_key", "vault_airflow_api_secret_key", "vault_airflow_jwt_secret",
+        "vault_postgresql_airflow_password", "vault_redis_password"}
