@@ -35,6 +35,8 @@ READABLE_ROOTS = ("/etc", "/var", "/srv", "/opt", "/home", "/root", "/run", "/tm
 _WORK = "/root/.wops-secret-search"
 # Shorter values would match by chance.
 MIN_LENGTH = 8
+# Written before each process snapshot.
+SAMPLE_MARK = "--wops-sample--"
 
 
 @dataclass(frozen=True)
@@ -117,13 +119,18 @@ for key in $(ls "$work" | grep '^k[0-9]*$'); do
   tr '\\n' '\\0' <"$readable" | xargs -0 -r grep -IlF -f "$pattern" 2>/dev/null \\
     | grep -v '^/var/log/' | sed "s|^|readable file:|; s|$|\\t$key|"
 done
-true
+# Proof the search ran to its end, and over how much.
+printf 'done\\t%s %s\\n' "$(wc -l <"$readable")" "$(find /var/log -type f | wc -l)"
 """
+
+
+class SearchIncomplete(RuntimeError):
+    """The search script on a host did not reach its end."""
 
 
 def search_hosts(hosts: Iterable[str], values: Mapping[str, str],
                  allowed_groups: Iterable[str] = ()) -> tuple[list[Hit], list[str]]:
-    """Hits on each podman host, and the places searched.
+    """Hits on each podman host, and the places searched (with how many files).
 
     allowed_groups: groups that may read a secret of their own service
     (group-readable files of these groups are searched only when they are
@@ -140,8 +147,15 @@ def search_hosts(hosts: Iterable[str], values: Mapping[str, str],
                 proc = _podman("exec", host, "sh", "-c", script)
             finally:
                 _podman("exec", host, "rm", "-rf", _WORK, check=False)
-            places += [f"{host}: /var/log", f"{host}: journal",
-                       f"{host}: files others may read under {', '.join(READABLE_ROOTS)}"]
+            done = [line for line in proc.stdout.splitlines() if line.startswith("done\t")]
+            if not done:
+                raise SearchIncomplete(f"{host}: {proc.stderr[-500:]}")
+            readable, logs = (int(n) for n in done[-1].split("\t")[1].split())
+            if readable == 0 or logs == 0:
+                raise SearchIncomplete(f"{host}: {readable} readable files, {logs} log files")
+            roots = ", ".join(READABLE_ROOTS)
+            places += [f"{host}: /var/log ({logs} files)", f"{host}: journal",
+                       f"{host}: {readable} files others may read under {roots}"]
             for line in proc.stdout.splitlines():
                 place, _, name = line.rpartition("\t")
                 if place and name in patterns.keys:
@@ -165,7 +179,8 @@ class ProcessSampler:
 
     def __enter__(self) -> ProcessSampler:
         loop = (f"umask 077; mkdir -p {_WORK}-ps; echo $$ >{_WORK}-ps/pid; "
-                f"while :; do ps -eww -o args= >>{_WORK}-ps/samples; sleep {self.interval}; done")
+                f"while :; do echo {SAMPLE_MARK} >>{_WORK}-ps/samples; "
+                f"ps -eww -o args= >>{_WORK}-ps/samples; sleep {self.interval}; done")
         for host in self.hosts:
             _podman("exec", "-d", host, "sh", "-c", loop)
         return self
@@ -179,12 +194,16 @@ class ProcessSampler:
             self.samples[host] = out.stdout
             _podman("exec", host, "rm", "-rf", f"{_WORK}-ps", check=False)
 
+    def count(self, host: str) -> int:
+        """How many snapshots of the host's processes were taken."""
+        return self.samples.get(host, "").count(SAMPLE_MARK + "\n")
+
     def hits(self, values: Mapping[str, str]) -> tuple[list[Hit], list[str]]:
         """Hits in the sampled arguments, and the places searched."""
         hits: list[Hit] = []
         places: list[str] = []
         for host, text in self.samples.items():
-            place = f"{host}: process arguments ({text.count(chr(10))} lines sampled)"
+            place = f"{host}: process arguments ({self.count(host)} snapshots)"
             places.append(place)
             hits += search_text(place, text, values)
         return hits, places

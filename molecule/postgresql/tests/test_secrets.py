@@ -95,10 +95,13 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
         f"{len(hits)} hits in {len(places)} places searched for {len(values)} secrets\n"
         + "".join(f"searched: {p}\n" for p in places)
         + "".join(f"HIT: {h}\n" for h in hits))
-    # Every host was searched and sampled.
-    assert len(places) == 2 + 5 * len(hosts)
-    assert all(len(text.splitlines()) > 50
-               for sampler in samplers for text in sampler.samples.values())
+    # Every host was sampled while the plays ran on it: many snapshots, and
+    # Ansible's own Python among the processes seen. (search_hosts raises
+    # when a host's search does not reach its end or finds nothing to read.)
+    for sampler in samplers:
+        for name, text in sampler.samples.items():
+            assert sampler.count(name) >= 10, (name, sampler.count(name))
+            assert "python3" in text, f"no Ansible process seen on {name}"
     assert hits == [], "\n".join(map(str, hits))
 
 
