@@ -291,8 +291,9 @@ def test_runbook_driver_drills_reports_and_pushes_metrics(
     report = json.loads(reports[0].read_text())
     assert report["status"] == "verified" and report["data_verified"] is True
     assert [p["number"] for p in report["phases"]] == [1, 2, 3, 4, 5, 6, 7]
-    assert all(p["seconds"] >= 0 and p["status"] == "ok" for p in report["phases"])
-    assert report["rto_seconds"] > 0 and report["rpo_seconds"] is not None
+    assert all(p["seconds"] > 0 and p["status"] == "ok" for p in report["phases"])
+    assert report["rto_seconds"] > 0
+    assert 0 <= report["rpo_seconds"] <= report["rpo_target_seconds"]
     markdown = reports[0].with_suffix(".md").read_text()
     assert "| # | Phase | Seconds | Tasks | Status |" in markdown
     assert "| 4 | restore the backup onto the scratch host |" in markdown
@@ -310,6 +311,34 @@ def test_runbook_driver_drills_reports_and_pushes_metrics(
     assert labels == "before,after"
     # Cleaned up: no copy left running.
     assert not hosts[SCRATCH].file(f"/var/lib/postgresql/dr-drill/{stanza}").exists
+
+
+def test_a_drill_without_evidence_fails_and_names_what_is_missing(
+        hosts: dict[str, Any], warehouse: dict[str, int], tmp_path: Path,
+        stack: dict[str, str]) -> None:
+    # The primary's pg_waldump cannot run (the RPO cannot be measured) and the
+    # drilled schema has no table: the drill must not report VERIFIED.
+    db = hosts[DB]
+    _sql(db, "CREATE SCHEMA IF NOT EXISTS dr_empty")
+    waldump = f"{stack['wops_postgresql_bin_dir']}/pg_waldump"
+    assert db.run("chmod 0700 %s && chown root %s", waldump, waldump).rc == 0
+    try:
+        proc = subprocess.run(
+            [str(ROOT / ".venv/bin/python"), str(ROOT / "runbooks/dr_drill.py"),
+             "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--report-dir", str(tmp_path),
+             "-e", json.dumps({"dr_drill_schemas": ["dr_empty"]}), "--quiet"],
+            capture_output=True, text=True, env=_env(), check=False, cwd=ROOT)
+    finally:
+        db.run("chmod 0755 %s", waldump)
+        hosts[SCRATCH].run("systemctl stop wops-dr-drill.service")
+    assert proc.returncode != 0
+    report = json.loads(next(tmp_path.glob("dr-drill-*.json")).read_text())
+    assert report["status"] == "failed" and report["data_verified"] is False
+    reasons = "\n".join(report["reasons"])
+    assert "missing evidence: RPO: pg_waldump could not read the primary's WAL" in reasons, reasons
+    assert "missing evidence: no table with rows was compared (0 tables, 0 rows in dr_empty)" \
+        in reasons, reasons
+    assert report["rpo_seconds"] is None
 
 
 def test_restore_beyond_the_archived_wal_is_refused_before_touching_the_host(
