@@ -236,7 +236,8 @@ EXPECTED_SECRETS = {
     "scheduler": {"vault_airflow_fernet_key", "vault_airflow_api_secret_key",
                   "vault_airflow_jwt_secret", "vault_postgresql_airflow_password"},
     "dag-processor": {"vault_airflow_fernet_key", "vault_postgresql_airflow_password"},
-    "triggerer": {"vault_airflow_fernet_key", "vault_postgresql_airflow_password"},
+    "triggerer": {"vault_airflow_fernet_key", "vault_airflow_api_secret_key",
+                  "vault_postgresql_airflow_password"},
 }
 
 
