@@ -112,12 +112,18 @@ while IFS="$(printf '\\t')" read -r group path; do
     *) printf '%s\\n' "$path" ;;
   esac
 done <"$readable.all" >"$readable"
+# One pass with every value, then each hit file checked value by value.
+cat "$work"/k* >"$work/all"
+logs=$(grep -rIlF -f "$work/all" /var/log 2>/dev/null)
+files=$(tr '\\n' '\\0' <"$readable" | xargs -0 -r grep -IlF -f "$work/all" 2>/dev/null \\
+  | grep -v '^/var/log/')
 for key in $(ls "$work" | grep '^k[0-9]*$'); do
   pattern="$work/$key"
-  grep -rIlF -f "$pattern" /var/log 2>/dev/null | sed "s|^|log:|; s|$|\\t$key|"
+  for f in $logs; do grep -qF -f "$pattern" "$f" && printf 'log:%s\\t%s\\n' "$f" "$key"; done
   grep -qF -f "$pattern" "$journal" && printf 'journal\\t%s\\n' "$key"
-  tr '\\n' '\\0' <"$readable" | xargs -0 -r grep -IlF -f "$pattern" 2>/dev/null \\
-    | grep -v '^/var/log/' | sed "s|^|readable file:|; s|$|\\t$key|"
+  for f in $files; do
+    grep -qF -f "$pattern" "$f" && printf 'readable file:%s\\t%s\\n' "$f" "$key"
+  done
 done
 # Proof the search ran to its end, and over how much.
 printf 'done\\t%s %s\\n' "$(wc -l <"$readable")" "$(find /var/log -type f | wc -l)"
