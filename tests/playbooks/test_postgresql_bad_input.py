@@ -21,6 +21,7 @@ SECRETS = [
     "vault_postgresql_replication_password", "vault_postgresql_etl_password",
     "vault_postgresql_reporting_password", "vault_postgresql_airflow_password",
     "vault_postgresql_monitoring_password", "vault_postgresql_admin_password",
+    "vault_postgresql_backup_password",
 ]
 
 

@@ -455,17 +455,28 @@ def test_checksum_module_is_read_only_and_names_missing_tables(
     assert rc != 0 and "tables not found in the database: warehouse.nope" in missing["msg"]
 
 
-def test_logical_dump_run_list_validate_restore(hosts: dict[str, Any],
-                                                warehouse: dict[str, int]) -> None:
+def test_logical_dump_run_list_validate_restore(hosts: dict[str, Any], warehouse: dict[str, int],
+                                                secrets: dict[str, str]) -> None:
     repo = hosts[REPO]
+    # The dump logs in as backup, which may read every table and do nothing else.
+    assert _sql(hosts[DB], "SELECT rolcreatedb OR rolcreaterole OR rolsuper "
+                "OR pg_has_role('backup', 'pg_write_all_data', 'member') "
+                "OR NOT pg_has_role('backup', 'pg_read_all_data', 'member') "
+                "FROM pg_roles WHERE rolname = 'backup'", db="postgres") == "f"
     run = repo.run("runuser -u pgdump -- wops-pgdump run")
     assert run.rc == 0, run.stderr
     dump = json.loads(run.stdout.splitlines()[0])["dump"]
     listing = json.loads(repo.check_output("runuser -u pgdump -- wops-pgdump list --json"))
     assert listing[0]["file"] == dump.rsplit("/", 1)[1] and listing[0]["kept_as"] != "expires"
     assert repo.run("runuser -u pgdump -- wops-pgdump validate").rc == 0
-    restore = repo.run("runuser -u pgdump -- wops-pgdump restore %s --target-db "
-                       "warehouse_restored --create", dump)
+    # backup cannot create the database to restore into; admin can.
+    denied = repo.run("runuser -u pgdump -- wops-pgdump restore %s --target-db "
+                      "warehouse_restored --create", dump)
+    assert denied.rc == 1 and "permission denied to create database" in denied.stderr, \
+        denied.stderr
+    restore = repo.run("runuser -u pgdump -- env PGPASSWORD=%s wops-pgdump restore %s "
+                       "--target-db warehouse_restored --create --user admin",
+                       secrets["vault_postgresql_admin_password"], dump)
     assert restore.rc == 0, restore.stderr
     facts = _sql(hosts[DB], "SELECT count(*) FROM warehouse.fact_sales", db="warehouse_restored")
     assert int(facts) == int(_sql(hosts[DB], "SELECT count(*) FROM warehouse.fact_sales"))

@@ -115,10 +115,12 @@ def test_scram_sha_256_only(host: Host, secrets: dict[str, str], conf: str, logi
 def test_roles_as_declared(host: Host) -> None:
     rows = sql(host, "SELECT rolname, rolcanlogin, rolsuper, rolcreatedb, rolcreaterole, "
                      "rolreplication FROM pg_roles WHERE rolname IN "
-                     "('etl','reporting','airflow','monitoring','admin','replicator') ORDER BY 1")
+                     "('etl','reporting','airflow','monitoring','admin','replicator','backup') "
+                     "ORDER BY 1")
     assert rows.splitlines() == [
         "admin|t|f|t|t|f",
         "airflow|t|f|f|f|f",
+        "backup|t|f|f|f|f",
         "etl|t|f|f|f|f",
         "monitoring|t|f|f|f|f",
         "replicator|t|f|f|f|t",
@@ -126,6 +128,7 @@ def test_roles_as_declared(host: Host) -> None:
     ]
     assert sql(host, "SELECT pg_has_role('monitoring', 'pg_monitor', 'member')") == "t"
     assert sql(host, "SELECT pg_has_role('admin', 'pg_read_all_data', 'member')") == "t"
+    assert sql(host, "SELECT pg_has_role('backup', 'pg_read_all_data', 'member')") == "t"
 
 
 def test_databases_as_declared(host: Host) -> None:

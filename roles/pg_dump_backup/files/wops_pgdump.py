@@ -6,7 +6,7 @@
     wops-pgdump run                  dump now, write its checksum, then clean up
     wops-pgdump list [--json]        the dumps, newest first, with what keeps each
     wops-pgdump validate [FILE...]   checksum and pg_restore --list of each (default: all)
-    wops-pgdump restore FILE --target-db NAME [--create] [--jobs N]
+    wops-pgdump restore FILE --target-db NAME [--create] [--jobs N] [--user ROLE]
                                      (objects owned by the restoring role, no grants,
                                      no extensions unless --with-privileges/--with-extensions)
     wops-pgdump cleanup [--dry-run]  apply the retention
@@ -201,6 +201,11 @@ def cmd_restore(cfg: dict[str, Any], bindir: str, args: argparse.Namespace) -> i
         sys.stderr.write(f"refusing to restore {dump}: {problem}\n")
         return 1
     env = _libpq_env(cfg)
+    if args.user:
+        # The dump's own role only reads: restoring (creating a database,
+        # its objects) takes a role that may, e.g. admin, with its password
+        # from PGPASSWORD or the running user's ~/.pgpass.
+        env["PGUSER"] = args.user
     if args.create:
         proc = subprocess.run([f"{bindir}/createdb", "--no-password", args.target_db],
                               env=env, capture_output=True, text=True, check=False)
@@ -242,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--target-db", required=True)
     res.add_argument("--create", action="store_true", help="create the database first")
     res.add_argument("--jobs", type=int, default=2)
+    res.add_argument("--user", help="PostgreSQL role to restore as (default: the dump's own "
+                     "role, which only reads); its password from PGPASSWORD or ~/.pgpass")
     res.add_argument("--with-extensions", action="store_true",
                      help="also create the dump's extensions (needs a superuser)")
     res.add_argument("--with-privileges", action="store_true",
