@@ -150,6 +150,7 @@ def test_new_stanza_got_its_first_full_backup(hosts: dict[str, Any], stanza: str
                       .stdout)
     assert info[0]["status"]["code"] == 0, info[0]["status"]
     assert info[0]["backup"][0]["type"] == "full"
+    assert info[0]["backup"][0]["error"] is False
 
 
 def test_backup_playbook_reports_label_size_and_duration(
@@ -501,6 +502,8 @@ def test_in_place_restore_of_the_latest_state_keeps_archived_commits(
                 db="postgres") >= segment:
             break
         time.sleep(1)
+    else:
+        raise AssertionError(f"segment {segment} was not archived within 60 s")
     timeline = int(_sql(db, "SELECT timeline_id FROM pg_control_checkpoint()", db="postgres"))
     play = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={DB}",
                      "-e", "dr_restore_mode=in_place")

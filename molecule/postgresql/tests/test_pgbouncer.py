@@ -85,8 +85,9 @@ def test_show_databases_and_pools_reflect_the_config(
     assert {"warehouse", "bench", "pgbouncer"} <= set(rows)
     assert rows["bench"][1] == DB  # host column
     assert rows["bench"][5] == "40"  # pool_size column
-    _psql(client, _conn(target, "warehouse", "etl"), "SELECT 1",
-          secrets["vault_postgresql_etl_password"])
+    used = _psql(client, _conn(target, "warehouse", "etl"), "SELECT 1",
+                 secrets["vault_postgresql_etl_password"])
+    assert used.rc == 0 and used.stdout.strip() == "1", used.stderr
     pools = _psql(client, _conn(target, "pgbouncer", "pgbouncer_admin"), "SHOW POOLS", admin)
     assert any(line.startswith("warehouse|etl|") for line in pools.stdout.splitlines())
     config = _psql(client, _conn(target, "pgbouncer", "pgbouncer_admin"), "SHOW CONFIG", admin)
