@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from testbed import scenario
+
 ROOT = Path(__file__).resolve().parents[3]
 DB = "wops-mol-pg-primary"
 # pgbench runs this long; the play must finish inside it (a busy machine
@@ -108,6 +110,36 @@ def _molecule_env() -> dict[str, str]:
         "ANSIBLE_NOCOLOR": "1",
     })
     return env
+
+
+def test_only_listed_networks_and_console_users_get_in(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    etl = secrets["vault_postgresql_etl_password"]
+    admin = secrets["vault_pgbouncer_admin_password"]
+    # Application users never reach the admin console, even from the host itself.
+    console = _psql(hosts[DB], _conn(DB, "pgbouncer", "etl"), "SHOW POOLS", etl)
+    assert console.rc != 0 and "SHOW POOLS" not in console.stdout
+    # With the client and admin networks narrowed to one that holds no test
+    # host, the proxy host is refused; the primary's own clients still get in.
+    narrow = json.dumps({"pgbouncer_client_networks": ["10.255.255.0/24"],
+                         "pgbouncer_admin_networks": ["10.255.255.0/24"]})
+    play = scenario.playbook("side_effect.yml", "--limit", DB, "-e", narrow)
+    try:
+        assert play.returncode == 0, play.stdout[-3000:]
+        assert "RUNNING HANDLER [pgbouncer : Reload pgbouncer]" in play.stdout
+        refused = _psql(hosts[PROXY], _conn(DB, "warehouse", "etl"), "SELECT 1", etl)
+        assert refused.rc != 0 and "rejected" in refused.stderr, refused.stderr
+        refused_console = _psql(hosts[PROXY], _conn(DB, "pgbouncer", "pgbouncer_admin"),
+                                "SHOW POOLS", admin)
+        assert refused_console.rc != 0 and "rejected" in refused_console.stderr
+        local = _psql(hosts[DB], "host=127.0.0.1 port=6432 dbname=warehouse user=etl "
+                      "sslmode=require connect_timeout=5", "SELECT 1", etl)
+        assert local.rc == 0 and local.stdout.strip() == "1", local.stderr
+    finally:
+        back = scenario.playbook("side_effect.yml", "--limit", DB)
+    assert back.returncode == 0, back.stdout[-3000:]
+    allowed = _psql(hosts[PROXY], _conn(DB, "warehouse", "etl"), "SELECT 1", etl)
+    assert allowed.rc == 0 and allowed.stdout.strip() == "1", allowed.stderr
 
 
 def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
