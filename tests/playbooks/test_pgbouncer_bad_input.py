@@ -52,6 +52,10 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
      "pgbouncer_admin_user is 'admin', a PostgreSQL role the stack already uses"),
     (["-e", "pgbouncer_stats_user=pgbouncer_admin"],
      "which another of pgBouncer's users also has"),
+    (["-e", '{"pgbouncer_client_networks": ["samenet"]}'],
+     "pgbouncer_client_networks has 'samenet'"),
+    (["-e", '{"pgbouncer_admin_networks": ["10.0.0.5"]}'],
+     "pgbouncer_admin_networks has '10.0.0.5'"),
 ])
 def test_bad_input_fails_in_preflight(tmp_path: Path, extra: list[str], named: str) -> None:
     proc = _run(tmp_path, *extra)
