@@ -19,6 +19,8 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "hosts.yml").write_text(
         "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
         f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
+        # The controller has no sudo; root becomes postgres with su.
+        "    ansible_become_method: su\n"
         "    pgbouncer_admin_password: x\n    pgbouncer_stats_password: y\n"
         "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
         "    pgbouncer:\n      hosts:\n        db1:\n"
