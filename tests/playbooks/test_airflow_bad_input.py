@@ -7,6 +7,7 @@ unchanged.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -60,12 +61,59 @@ def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.Compl
     (["-e", "airflow_jwt_secret="], False, "airflow_jwt_secret"),
     (["-e", "airflow_version=3.0.0"], False, "airflow_version"),
     (["-e", "airflow_db_host=elsewhere"], False, "airflow_db_host"),
+    (["-e", "airflow_pip_ca_bundle=certs/proxy-ca.pem"], False,
+     "and airflow_pip_ca_bundle must be absolute paths on the host"),
+    (["-e", "airflow_api_port=0"], False,
+     "airflow_api_port is 0; set the TCP port the api-server listens on, 1 to 65535"),
+    (["-e", "airflow_db_port=70000"], False,
+     "airflow_db_port is 70000; set the port of airflow_db_host, 1 to 65535"),
+    (["-e", "airflow_migrate_db_port=0"], False,
+     "airflow_migrate_db_port is 0; set the port of airflow_migrate_db_host, 1 to 65535"),
+    (["-e", "airflow_warehouse_db_port=0"], False,
+     "airflow_warehouse_db_port is 0; set the port of airflow_warehouse_db_host, 1 to 65535"),
+    (["-e", "airflow_redis_port=0"], True,
+     "airflow_redis_port is 0; set the Redis broker's TCP port, 1 to 65535"),
+    (["-e", "airflow_parallelism=0"], False,
+     "airflow_parallelism is 0; set the task slots of the installation, at least 1"),
+    (["-e", "airflow_celery_worker_concurrency=0"], True,
+     "airflow_celery_worker_concurrency is 0; set the tasks one Celery worker runs at once, "
+     "at least 1"),
+    (["-e", "airflow_api_workers=0"], False,
+     "airflow_api_workers is 0; set the api-server's worker processes, at least 1"),
+    (["-e", "airflow_keep_releases=-1"], False,
+     "airflow_keep_releases is -1; set the releases kept besides the current one, 0 or more"),
+    (["-e", "airflow_dag_processor_refresh_interval=0"], False,
+     "airflow_dag_processor_refresh_interval is 0; set the seconds between scans of the DAG "
+     "folder, at least 1"),
+    (["-e", "airflow_health_timeout=4"], False,
+     "airflow_health_timeout is 4; set the seconds the play waits for healthy components, "
+     "at least 5"),
+    (["-e", "airflow_redis_maxmemory_mb=0"], True,
+     "airflow_redis_maxmemory_mb is 0; set the broker's memory cap in MB, at least 1"),
+    (["-e", "airflow_api_host=10.0.0.0/8"], False,
+     "airflow_api_host is '10.0.0.0/8', which is not an address the api-server can listen on"),
+    (["-e", "airflow_api_base_url=airflow.example.internal"], False,
+     "airflow_api_base_url is 'airflow.example.internal'; write the URL users open the UI at "
+     "with its scheme"),
+    (["-e", "airflow_pip_index_url=pypi.example.internal/simple"], False,
+     "airflow_pip_index_url is 'pypi.example.internal/simple'; write the package index as an "
+     "http://, https:// or file:// URL"),
+    (["-e", "airflow_warehouse_db_host=elsewhere"], False,
+     "airflow_warehouse_db_host is 'elsewhere', which is not a host of this inventory"),
+    (["-e", '{"airflow_settings": {"parallelism": 8}}'], False,
+     "airflow_settings has 'parallelism: 8', but its keys are airflow.cfg sections"),
+    (["-e", '{"airflow_component_settings": {"webserver": {"api": {"workers": 2}}}}'], False,
+     "airflow_component_settings has 'webserver: {'api': {'workers': 2}}'; its keys are the "
+     "components api-server, scheduler, dag-processor, triggerer, celery-worker"),
+    (["-e", '{"airflow_component_settings": {"scheduler": {"parsing_processes": 2}}}'], False,
+     "airflow_component_settings has 'scheduler: {'parsing_processes': 2}'"),
 ])
 def test_bad_input_fails_in_preflight(
         tmp_path: Path, extra: list[str], workers: bool, named: str) -> None:
     proc = _run(tmp_path, *extra, workers=workers)
     assert proc.returncode != 0
-    assert named in proc.stdout, proc.stdout[-2000:]
+    # The message as printed: the YAML callback folds long lines and doubles quotes.
+    assert named in " ".join(proc.stdout.split()).replace("''", "'"), proc.stdout[-2000:]
     # Failed before the first install task.
     assert "Install Airflow into the release's virtualenv" not in proc.stdout
     assert "Install Python's venv support and packaging" not in proc.stdout
@@ -78,4 +126,15 @@ def test_good_input_passes_preflight(tmp_path: Path) -> None:
 
 def test_good_celery_input_passes_preflight(tmp_path: Path) -> None:
     proc = _run(tmp_path, "--tags", "airflow_preflight", workers=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_good_settings_pass_preflight(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--tags", "airflow_preflight", "-e", json.dumps({
+        "airflow_api_host": "::", "airflow_api_base_url": "https://airflow.example.internal",
+        "airflow_pip_index_url": "https://pypi.example.internal/simple",
+        "airflow_pip_ca_bundle": "/usr/local/share/ca-certificates/proxy.crt",
+        "airflow_keep_releases": 0, "airflow_settings": {"core": {"parallelism": 8}},
+        "airflow_component_settings": {"scheduler": {"scheduler": {"parsing_processes": 2}}},
+    }))
     assert proc.returncode == 0, proc.stdout[-2000:]

@@ -18,7 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     (tmp_path / "hosts.yml").write_text(
         "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
-        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
+        # Debian's Python, which the postgres user can run (the preflight's
+        # read of the server's roles then finds no server here and goes on).
+        "    ansible_python_interpreter: /usr/bin/python3\n"
         # The controller has no sudo; root becomes postgres with su.
         "    ansible_become_method: su\n"
         "    pgbouncer_admin_password: x\n    pgbouncer_stats_password: y\n"
