@@ -1,0 +1,99 @@
+"""common role: bad input fails in preflight, naming the variable, before any change.
+
+The role runs in check mode, preflight tags only, on the controller itself
+(a local connection: the role leaves sshd alone there, but checks its
+settings). The controller's systemd judges the journal retention and its
+group database the groups sshd is to allow. If a check ever let bad input
+through, check mode and the tag filter would still keep the controller
+unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
+        f"      ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
+        "      wops_environment: dev\n"
+    )
+    (tmp_path / "play.yml").write_text(
+        "- name: Base configuration\n  hosts: probe\n  roles:\n    - role: common\n"
+    )
+    return subprocess.run(
+        ["ansible-playbook", "--check", "--tags", "common_preflight",
+         "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), *extra],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
+def _json(**extra_vars: object) -> list[str]:
+    return ["-e", json.dumps(extra_vars)]
+
+
+def _flat(text: str) -> str:
+    """The output with the YAML callback's line folds and doubled quotes undone."""
+    return " ".join(text.split()).replace("''", "'")
+
+
+@pytest.mark.parametrize(("extra", "named", "fix"), [
+    (_json(common_timezone="Europe Berlin"), "common_timezone (Europe Berlin)",
+     "a tzdata name such as Etc/UTC"),
+    (["-e", "common_sshd_max_auth_tries=0"], "common_sshd_max_auth_tries is 0",
+     "set sshd's MaxAuthTries to at least 1"),
+    (["-e", "common_sshd_client_alive_interval=0"], "common_sshd_client_alive_interval is 0",
+     "set sshd's ClientAliveInterval to at least 1 second"),
+    (["-e", "common_journald_system_max_use=1GB"], "common_journald_system_max_use is '1GB'",
+     "the units K, M, G, T, P, E"),
+    (["-e", "common_journald_runtime_max_use=128m"], "common_journald_runtime_max_use is '128m'",
+     "(upper case, base 1024, no space)"),
+    (["-e", "common_journald_system_max_use=0"], "common_journald_system_max_use is '0'",
+     "journald wants a size above 0"),
+    (_json(common_journald_max_retention="1 mnth"), "common_journald_max_retention is '1 mnth'",
+     "systemd-analyze timespan"),
+    (_json(common_ntp_servers=["ntp://0.debian.pool.ntp.org"]),
+     "common_ntp_servers has 'ntp://0.debian.pool.ntp.org'", "without a scheme, port"),
+    (_json(common_ntp_fallback_servers=["pool.ntp.org iburst"]),
+     "common_ntp_fallback_servers has 'pool.ntp.org iburst'", "not a host name or an IP address"),
+    (["-e", "common_pip_index_url=pypi.example.internal/simple"],
+     "common_pip_index_url is 'pypi.example.internal/simple'",
+     "write the package index as an http://, https:// or file:// URL"),
+    (_json(common_sshd_allow_groups=["root", "wops-no-such-group"]),
+     "common_sshd_allow_groups lists wops-no-such-group", "Create the group first"),
+])
+def test_bad_input_fails_in_preflight(
+        tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
+    proc = _run(tmp_path, *extra)
+    assert proc.returncode != 0
+    out = _flat(proc.stdout)
+    assert named in out, proc.stdout[-3000:]
+    assert fix in out, proc.stdout[-3000:]
+    # Failed before the first install task.
+    assert "Install base packages" not in proc.stdout
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    _json(common_ntp_servers=["10.0.0.1", "fd00::123", "ntp1.example.internal"],
+          common_journald_system_max_use="1.5G", common_journald_max_retention="2weeks",
+          common_pip_index_url="https://pypi.example.internal/simple",
+          common_sshd_allow_groups=["root"]),
+    # Settings the host does not use are not checked.
+    _json(common_timesync_enabled=False, common_ntp_servers=["ntp://x"],
+          common_sshd_harden=False, common_sshd_max_auth_tries=0),
+])
+def test_good_input_passes_preflight(tmp_path: Path, extra: list[str]) -> None:
+    proc = _run(tmp_path, *extra)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "changed=0" in proc.stdout

@@ -1,0 +1,121 @@
+"""pgbackrest role: bad input fails in preflight, naming the variable, before any change.
+
+The role runs in check mode, preflight tags only, on a local repository host
+(the backup group) whose primary is in the inventory but not in the play, so
+no PostgreSQL server is read. Its systemd judges the schedules. If a check
+ever let bad input through, check mode and the tag filter would still keep
+the controller unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "hosts.yml").write_text(
+        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
+        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
+        # The controller has no sudo; root becomes postgres with su.
+        "    ansible_become_method: su\n"
+        "    pgbackrest_cipher_pass: not-a-real-passphrase-0123\n"
+        "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
+        "    backup:\n      hosts:\n        bk1:\n"
+    )
+    (tmp_path / "play.yml").write_text(
+        "- name: pgBackRest\n  hosts: backup\n  roles:\n    - role: pgbackrest\n"
+    )
+    return subprocess.run(
+        ["ansible-playbook", "--check", "--tags", "pgbackrest_preflight",
+         "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), *extra],
+        capture_output=True, text=True, cwd=ROOT, check=False,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
+    )
+
+
+def _json(**extra_vars: object) -> list[str]:
+    return ["-e", json.dumps(extra_vars)]
+
+
+def _flat(text: str) -> str:
+    """The output with the YAML callback's line folds and doubled quotes undone."""
+    return " ".join(text.split()).replace("''", "'")
+
+
+_S3 = {"pgbackrest_repo_type": "s3", "pgbackrest_repo_s3_bucket": "backups",
+       "pgbackrest_repo_s3_region": "eu-west-1", "pgbackrest_repo_s3_key": "not-a-key",
+       "pgbackrest_repo_s3_key_secret": "not-a-secret"}
+
+
+@pytest.mark.parametrize(("extra", "named", "fix"), [
+    (["-e", "pgbackrest_pg_port=70000"], "pgbackrest_pg_port is 70000", "1 to 65535"),
+    (["-e", "pgbackrest_archive_timeout=0"], "pgbackrest_archive_timeout is 0", "at least 1"),
+    (["-e", "pgbackrest_archive_check_timeout=0"], "pgbackrest_archive_check_timeout is 0",
+     "at least 1"),
+    (["-e", "pgbackrest_process_max=0"], "pgbackrest_process_max is 0", "1 to 999"),
+    (["-e", "pgbackrest_retention_full=0"], "pgbackrest_retention_full is 0",
+     "keep at least 1 full backup"),
+    (_json(pgbackrest_retention_full=0, pgbackrest_retention_full_type="time"),
+     "pgbackrest_retention_full is 0", "(days, pgbackrest_retention_full_type is time)"),
+    (["-e", "pgbackrest_retention_diff=0"], "pgbackrest_retention_diff is 0",
+     "keep at least 1 differential backup"),
+    (["-e", "pgbackrest_schedule_randomized_delay=-1"],
+     "pgbackrest_schedule_randomized_delay is -1", "0 or more"),
+    (["-e", "pgbackrest_repo_path=var/lib/pgbackrest"],
+     "pgbackrest_repo_path is 'var/lib/pgbackrest'", "must be an absolute path"),
+    (_json(pgbackrest_archive_async=True, pgbackrest_spool_path="spool"),
+     "pgbackrest_spool_path is 'spool'", "must be an absolute path"),
+    (_json(pgbackrest_pg_hosts=["db9"]), "pgbackrest_pg_hosts names 'db9'",
+     "which is not a host of this inventory"),
+    (_json(pgbackrest_restore_hosts=["scratch9"]), "pgbackrest_restore_hosts names 'scratch9'",
+     "which is not a host of this inventory"),
+    (_json(pgbackrest_backup_standby=True), "pgbackrest_backup_standby is true",
+     "lists no standby after the primary"),
+    (_json(pgbackrest_schedule={"full": "Sun *-*-* 01:00:00", "daily": "*-*-* 01:00:00"}),
+     "pgbackrest_schedule has the key(s) daily", "the backup types full, diff and incr"),
+    (_json(pgbackrest_schedule={"full": "Sundy 01:00", "diff": "", "incr": ""}),
+     "pgbackrest_schedule.full is 'Sundy 01:00'", "systemd-analyze calendar"),
+    (_json(pgbackrest_drill_timer_enabled=True, pgbackrest_drill_schedule="Wed 25:00"),
+     "pgbackrest_drill_schedule is 'Wed 25:00'", "does not accept as an OnCalendar expression"),
+    (_json(pgbackrest_drill_timer_enabled=True, pgbackrest_drill_command=""),
+     "pgbackrest_drill_command is empty", "set pgbackrest_drill_timer_enabled: false"),
+    (_json(pgbackrest_repo_options={"repo1-storage-verify-tls": "n"}),
+     "pgbackrest_repo_options has the key 'repo1-storage-verify-tls'",
+     "name it 'storage-verify-tls'"),
+    (_json(pgbackrest_global_options={"repo1-cipher-pass": "not-a-secret"}),
+     "pgbackrest_global_options has the key 'repo1-cipher-pass', a secret",
+     "vault_pgbackrest_cipher_pass"),
+    (_json(**_S3, pgbackrest_repo_s3_endpoint="https://s3.eu-west-1.amazonaws.com"),
+     "pgbackrest_repo_s3_endpoint is 'https://s3.eu-west-1.amazonaws.com'", "without https://"),
+])
+def test_bad_input_fails_in_preflight(
+        tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
+    proc = _run(tmp_path, *extra)
+    assert proc.returncode != 0
+    out = _flat(proc.stdout)
+    assert named in out, proc.stdout[-3000:]
+    assert fix in out, proc.stdout[-3000:]
+    # Failed before the first install task.
+    assert "Install pgBackRest" not in proc.stdout
+
+
+@pytest.mark.parametrize("extra", [
+    [],
+    # An empty schedule disables its timer; the enabled drill's schedule is checked.
+    _json(pgbackrest_schedule={"full": "Sun *-*-* 01:00:00", "diff": "Mon..Sat *-*-* 01:00:00",
+                               "incr": ""},
+          pgbackrest_drill_timer_enabled=True, pgbackrest_archive_async=True),
+    _json(**_S3, pgbackrest_repo_s3_endpoint="s3.eu-west-1.amazonaws.com"),
+])
+def test_good_input_passes_preflight(tmp_path: Path, extra: list[str]) -> None:
+    proc = _run(tmp_path, *extra)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "changed=0" in proc.stdout
