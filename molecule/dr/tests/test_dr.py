@@ -320,7 +320,9 @@ def test_a_drill_without_evidence_fails_and_names_what_is_missing(
     # The primary's pg_waldump cannot run (the RPO cannot be measured) and the
     # drilled schema has no table: the drill must not report VERIFIED.
     db = hosts[DB]
+    # A commit the archive does not have yet: there is unarchived WAL to read.
     _sql(db, "CREATE SCHEMA IF NOT EXISTS dr_empty")
+    _sql(db, "INSERT INTO dr.markers (label, drill_id) VALUES ('unarchived', 'molecule')")
     waldump = f"{stack['wops_postgresql_bin_dir']}/pg_waldump"
     assert db.run("chmod 0700 %s && chown root %s", waldump, waldump).rc == 0
     try:
