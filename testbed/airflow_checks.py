@@ -65,8 +65,19 @@ def keys_in(text: str, secrets: Mapping[str, object]) -> set[str]:
             and any(form in text for form in _forms(value))}
 
 
+def environment_files(host: Any, component: str) -> str:
+    """What systemd reads into airflow-<component>'s environment: its EnvironmentFiles, as root."""
+    listed = host.check_output("systemctl show -p EnvironmentFiles --value airflow-%s", component)
+    paths = [line.split(" (", 1)[0].strip() for line in listed.splitlines() if line.strip()]
+    assert paths, f"airflow-{component} reads no environment file"
+    return "\n".join(host.file(path).content_string for path in paths)
+
+
 def secrets_held(host: Any, component: str, secrets: Mapping[str, object]) -> set[str]:
-    """The vault keys whose value the running component's environment holds, by value:
-    whatever variable name carries it."""
+    """The vault keys whose value the component is given, by value, whatever variable
+    carries it: in the files systemd reads into its environment, or in its running
+    process's environment (which Airflow's process titles may overwrite)."""
     env = environment(host, component)
-    return keys_in("\n".join(f"{k}={v}" for k, v in env.items()), secrets)
+    given = environment_files(host, component) + "\n" + "\n".join(
+        f"{k}={v}" for k, v in env.items())
+    return keys_in(given, secrets)
