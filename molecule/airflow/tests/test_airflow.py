@@ -144,8 +144,8 @@ def test_the_dag_file_parses_in_the_release_without_side_effects(hosts: dict[str
               "'errors': {k: str(v)[-300:] for k, v in b.import_errors.items()}}))")
     out = host.run(
         "home=$(mktemp -d) && chown airflow \"$home\" && runuser -u airflow -- env -i "
-        "AIRFLOW_HOME=\"$home\" /opt/airflow/current/bin/python -c %s "
-        "/var/lib/airflow/dags/warehouse_etl_dag.py", script)
+        "AIRFLOW_HOME=\"$home\" AIRFLOW__CORE__LOAD_EXAMPLES=False "
+        "/opt/airflow/current/bin/python -c %s /var/lib/airflow/dags/warehouse_etl_dag.py", script)
     assert out.rc == 0, out.stderr
     parsed = json.loads(out.stdout.strip().splitlines()[-1])
     assert parsed["errors"] == {}
