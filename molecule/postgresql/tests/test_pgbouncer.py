@@ -96,7 +96,8 @@ def test_show_databases_and_pools_reflect_the_config(
     settings = {line.split("|")[0]: line.split("|")[1] for line in config.stdout.splitlines()}
     assert settings["pool_mode"] == "transaction"
     assert settings["max_client_conn"] == "1000"
-    assert settings["auth_type"] == "scram-sha-256"
+    assert settings["auth_type"] == "hba"
+    assert settings["auth_hba_file"] == "/etc/pgbouncer/pgbouncer_hba.conf"
 
 
 def _molecule_env() -> dict[str, str]:
