@@ -95,8 +95,8 @@ def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.Compl
     (["-e", "airflow_api_base_url=airflow.example.internal"], False,
      "airflow_api_base_url is 'airflow.example.internal'; write the URL users open the UI at "
      "with its scheme"),
-    (["-e", "airflow_pip_index_url=pypi.example.internal/simple"], False,
-     "airflow_pip_index_url is 'pypi.example.internal/simple'; write the package index as an "
+    (["-e", "airflow_pip_index_url=packages.example.internal/simple"], False,
+     "airflow_pip_index_url is 'packages.example.internal/simple'; write the package index as an "
      "http://, https:// or file:// URL"),
     (["-e", "airflow_warehouse_db_host=elsewhere"], False,
      "airflow_warehouse_db_host is 'elsewhere', which is not a host of this inventory"),
@@ -132,7 +132,7 @@ def test_good_celery_input_passes_preflight(tmp_path: Path) -> None:
 def test_good_settings_pass_preflight(tmp_path: Path) -> None:
     proc = _run(tmp_path, "--tags", "airflow_preflight", "-e", json.dumps({
         "airflow_api_host": "::", "airflow_api_base_url": "https://airflow.example.internal",
-        "airflow_pip_index_url": "https://pypi.example.internal/simple",
+        "airflow_pip_index_url": "https://packages.example.internal/simple",
         "airflow_pip_ca_bundle": "/usr/local/share/ca-certificates/proxy.crt",
         "airflow_keep_releases": 0, "airflow_settings": {"core": {"parallelism": 8}},
         "airflow_component_settings": {"scheduler": {"scheduler": {"parsing_processes": 2}}},

@@ -70,8 +70,8 @@ def _flat(text: str) -> str:
      "not an address, URL or host:port"),
     (["-e", "warehouse_etl_wheelhouse=wheels"], "warehouse_etl_wheelhouse is 'wheels'",
      "must be an absolute path"),
-    (["-e", "warehouse_etl_pip_index_url=pypi.example.internal/simple"],
-     "warehouse_etl_pip_index_url is 'pypi.example.internal/simple'",
+    (["-e", "warehouse_etl_pip_index_url=packages.example.internal/simple"],
+     "warehouse_etl_pip_index_url is 'packages.example.internal/simple'",
      "write the package index as an http://, https:// or file:// URL"),
     (["-e", "warehouse_etl_pushgateway_url=ftp://pushgw:9091"],
      "warehouse_etl_pushgateway_url is 'ftp://pushgw:9091'", "write the Pushgateway as"),
@@ -92,7 +92,7 @@ def test_bad_input_fails_in_preflight(
 @pytest.mark.parametrize("extra", [
     [],
     _json(warehouse_etl_pushgateway_url="http://pushgw.example.internal:9091",
-          warehouse_etl_pip_index_url="https://pypi.example.internal/simple",
+          warehouse_etl_pip_index_url="https://packages.example.internal/simple",
           warehouse_etl_wheelhouse="/var/cache/wheels", warehouse_etl_db_port=5432),
     _json(warehouse_etl_pushgateway_url="pushgw:9091"),
 ])
