@@ -8,11 +8,12 @@ unchanged.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from testbed import controller
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,26 +27,15 @@ _GOOD_VARS = (
 
 def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.CompletedProcess[str]:
     worker_group = "    airflow_worker:\n      hosts:\n        w1:\n" if workers else ""
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
-        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
-        f"    warehouse_etl_source_dir: {ROOT}\n"
-        f"{_GOOD_VARS}"
-        "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
+    return controller.run(
+        tmp_path,
+        controller.local_hosts(variables=f"    warehouse_etl_source_dir: {ROOT}\n{_GOOD_VARS}")
+        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
         "    pgbouncer:\n      hosts:\n        db1:\n"
         "    airflow:\n      hosts:\n        af1:\n"
-        f"{worker_group}"
-    )
-    (tmp_path / "play.yml").write_text(
-        "- hosts: af1\n  gather_facts: false\n  roles:\n    - role: airflow\n"
-    )
-    return subprocess.run(
-        ["ansible-playbook", "--check", "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "play.yml"), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
+        f"{worker_group}",
+        "- hosts: af1\n  gather_facts: false\n  roles:\n    - role: airflow\n",
+        "--check", *extra)
 
 
 @pytest.mark.parametrize(("extra", "workers", "named"), [

@@ -12,14 +12,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _playbook(*args: str, inventory: str = "inventory/dev") -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["ansible-playbook", "-i", inventory, *args],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+        capture_output=True, text=True, cwd=ROOT, check=False, env=controller.env(),
     )
 
 

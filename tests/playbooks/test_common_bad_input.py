@@ -10,41 +10,25 @@ unchanged.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
+_json = controller.extra_vars
 
 
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "hosts.yml").write_text(
+    return controller.run(
+        tmp_path,
         "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
         f"      ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
-        "      wops_environment: dev\n"
-    )
-    (tmp_path / "play.yml").write_text(
-        "- name: Base configuration\n  hosts: probe\n  roles:\n    - role: common\n"
-    )
-    return subprocess.run(
-        ["ansible-playbook", "--check", "--tags", "common_preflight",
-         "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
-
-
-def _json(**extra_vars: object) -> list[str]:
-    return ["-e", json.dumps(extra_vars)]
-
-
-def _flat(text: str) -> str:
-    """The output with the YAML callback's line folds and doubled quotes undone."""
-    return " ".join(text.split()).replace("''", "'")
+        "      wops_environment: dev\n",
+        "- name: Base configuration\n  hosts: probe\n  roles:\n    - role: common\n",
+        "--check", "--tags", "common_preflight", *extra)
 
 
 @pytest.mark.parametrize(("extra", "named", "fix"), [
@@ -77,7 +61,7 @@ def test_bad_input_fails_in_preflight(
         tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
     proc = _run(tmp_path, *extra)
     assert proc.returncode != 0
-    out = _flat(proc.stdout)
+    out = controller.flat(proc.stdout)
     assert named in out, proc.stdout[-3000:]
     assert fix in out, proc.stdout[-3000:]
     # Failed before the first install task.

@@ -8,45 +8,28 @@ filter would still keep the controller unchanged.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
+_json = controller.extra_vars
 
 
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
-        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
-        "    vault_postgresql_backup_password: not-a-real-secret\n"
-        # No project CA on the controller: the CA check has its own sslmode.
-        "    pg_dump_backup_sslmode: require\n"
-        "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
-        "    backup:\n      hosts:\n        bk1:\n"
-    )
-    (tmp_path / "play.yml").write_text(
-        "- name: Logical backups\n  hosts: backup\n  roles:\n    - role: pg_dump_backup\n"
-    )
-    return subprocess.run(
-        ["ansible-playbook", "--check", "--tags", "pg_dump_backup_preflight",
-         "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
-
-
-def _json(**extra_vars: object) -> list[str]:
-    return ["-e", json.dumps(extra_vars)]
-
-
-def _flat(text: str) -> str:
-    """The output with the YAML callback's line folds and doubled quotes undone."""
-    return " ".join(text.split()).replace("''", "'")
+    return controller.run(
+        tmp_path,
+        controller.local_hosts(variables=(
+            "    vault_postgresql_backup_password: not-a-real-secret\n"
+            # No project CA on the controller: the CA check has its own sslmode.
+            "    pg_dump_backup_sslmode: require\n"))
+        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
+        "    backup:\n      hosts:\n        bk1:\n",
+        "- name: Logical backups\n  hosts: backup\n  roles:\n    - role: pg_dump_backup\n",
+        "--check", "--tags", "pg_dump_backup_preflight", *extra)
 
 
 @pytest.mark.parametrize(("extra", "named", "fix"), [
@@ -71,7 +54,7 @@ def test_bad_input_fails_in_preflight(
         tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
     proc = _run(tmp_path, *extra)
     assert proc.returncode != 0
-    out = _flat(proc.stdout)
+    out = controller.flat(proc.stdout)
     assert named in out, proc.stdout[-3000:]
     assert fix in out, proc.stdout[-3000:]
     # Failed before the first install task.

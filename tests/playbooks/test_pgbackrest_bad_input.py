@@ -9,45 +9,26 @@ the controller unchanged.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
+_json = controller.extra_vars
 
 
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
-        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
-        # The controller has no sudo; root becomes postgres with su.
-        "    ansible_become_method: su\n"
-        "    pgbackrest_cipher_pass: not-a-real-passphrase-0123\n"
-        "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
-        "    backup:\n      hosts:\n        bk1:\n"
-    )
-    (tmp_path / "play.yml").write_text(
-        "- name: pgBackRest\n  hosts: backup\n  roles:\n    - role: pgbackrest\n"
-    )
-    return subprocess.run(
-        ["ansible-playbook", "--check", "--tags", "pgbackrest_preflight",
-         "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
-
-
-def _json(**extra_vars: object) -> list[str]:
-    return ["-e", json.dumps(extra_vars)]
-
-
-def _flat(text: str) -> str:
-    """The output with the YAML callback's line folds and doubled quotes undone."""
-    return " ".join(text.split()).replace("''", "'")
+    return controller.run(
+        tmp_path,
+        controller.local_hosts(
+            become_su=True, variables="    pgbackrest_cipher_pass: not-a-real-passphrase-0123\n")
+        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
+        "    backup:\n      hosts:\n        bk1:\n",
+        "- name: pgBackRest\n  hosts: backup\n  roles:\n    - role: pgbackrest\n",
+        "--check", "--tags", "pgbackrest_preflight", *extra)
 
 
 _S3 = {"pgbackrest_repo_type": "s3", "pgbackrest_repo_s3_bucket": "backups",
@@ -100,7 +81,7 @@ def test_bad_input_fails_in_preflight(
         tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
     proc = _run(tmp_path, *extra)
     assert proc.returncode != 0
-    out = _flat(proc.stdout)
+    out = controller.flat(proc.stdout)
     assert named in out, proc.stdout[-3000:]
     assert fix in out, proc.stdout[-3000:]
     # Failed before the first install task.

@@ -8,12 +8,12 @@ one before anything changes.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from testbed import controller
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -47,16 +47,9 @@ def _run(tmp_path: Path, environment: str, **extra: object) -> subprocess.Comple
     (inventory / "group_vars/all.yml").write_text(
         f"wops_environment: {environment}\npgbackrest_cipher_pass: not-a-real-passphrase\n"
         "pgbackrest_drill_timer_enabled: true\npgbackrest_restore_hosts: [probe]\n")
-    play = tmp_path / "play.yml"
-    play.write_text(PLAY)
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(play), "--check",
-         "-e", json.dumps(extra) if extra else "{}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_STRATEGY": "linear",
-             "ANSIBLE_NOCOLOR": "1"},
-    )
+    return controller.run(tmp_path, "", PLAY, "--check", *controller.extra_vars(**extra),
+                          inventory=inventory, merge_stderr=True,
+                          extra_env={"ANSIBLE_STRATEGY": "linear"})
 
 
 @pytest.mark.parametrize(("environment", "vault_id"), [

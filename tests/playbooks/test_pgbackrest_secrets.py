@@ -13,6 +13,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRETS = {"s3-token": "tok-7c1e0a55d2", "azure-key": "azk-91f3bb04e6",
            "sftp-private-key-passphrase": "pph-30d9aa7e15"}
@@ -36,27 +38,18 @@ PLAY = """\
 
 
 def _run(tmp_path: Path, options: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
+    hosts = (
         "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
         f"      ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
         "  children:\n    postgres_primary:\n      hosts:\n        probe:\n")
-    play = tmp_path / "play.yml"
-    play.write_text(PLAY)
     (tmp_path / "conf" / "conf.d").mkdir(parents=True, exist_ok=True)
     extra_vars = tmp_path / "vars.json"
     extra_vars.write_text(json.dumps({
         "dir": str(tmp_path / "conf"), "pgbackrest_cipher_pass": CIPHER,
         "pgbackrest_repo_options": {"storage-verify-tls": "n", **options}}))
     os.chmod(extra_vars, 0o600)
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(play), "-e", f"@{extra_vars}",
-         "--diff", *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_STRATEGY": "linear",
-             "ANSIBLE_NOCOLOR": "1"},
-    )
+    return controller.run(tmp_path, hosts, PLAY, "-e", f"@{extra_vars}", "--diff", *extra,
+                          extra_env={"ANSIBLE_STRATEGY": "linear"})
 
 
 def test_secret_repo_options_reach_the_secrets_file_and_no_diff(tmp_path: Path) -> None:

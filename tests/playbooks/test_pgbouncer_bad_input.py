@@ -6,37 +6,28 @@ it ever did not, check mode would still keep the controller unchanged.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
+    return controller.run(
+        tmp_path,
         # Debian's Python, which the postgres user can run (the preflight's
         # read of the server's roles then finds no server here and goes on).
-        "    ansible_python_interpreter: /usr/bin/python3\n"
-        # The controller has no sudo; root becomes postgres with su.
-        "    ansible_become_method: su\n"
-        "    pgbouncer_admin_password: x\n    pgbouncer_stats_password: y\n"
-        "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
-        "    pgbouncer:\n      hosts:\n        db1:\n"
-    )
-    (tmp_path / "play.yml").write_text(
-        "- hosts: pgbouncer\n  roles:\n    - role: pgbouncer\n"
-    )
-    return subprocess.run(
-        ["ansible-playbook", "--check", "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "play.yml"), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
+        controller.local_hosts(
+            python="/usr/bin/python3", become_su=True,
+            variables="    pgbouncer_admin_password: x\n    pgbouncer_stats_password: y\n")
+        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
+        "    pgbouncer:\n      hosts:\n        db1:\n",
+        "- hosts: pgbouncer\n  roles:\n    - role: pgbouncer\n",
+        "--check", *extra)
 
 
 @pytest.mark.parametrize(("extra", "named"), [

@@ -8,14 +8,15 @@ unchanged.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
+_json = controller.extra_vars
 
 SECRETS = [
     "vault_postgresql_replication_password", "vault_postgresql_etl_password",
@@ -32,28 +33,13 @@ def _run(tmp_path: Path, *extra: str, limit: str = "all",
     children = "".join(
         f"        {group}:\n          hosts:\n" + "".join(f"            {h}:\n" for h in hosts)
         for group, hosts in groups.items())
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
-        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
-        # The controller has no sudo; root becomes postgres with su.
-        f"    ansible_become_method: su\n{secrets}"
-        "  children:\n    postgres:\n      children:\n" + children
-    )
-    (tmp_path / "play.yml").write_text(
+    return controller.run(
+        tmp_path,
+        controller.local_hosts(become_su=True, variables=secrets)
+        + "  children:\n    postgres:\n      children:\n" + children,
         "- name: PostgreSQL\n  hosts: postgres\n  any_errors_fatal: true\n"
-        "  roles:\n    - role: postgresql\n"
-    )
-    return subprocess.run(
-        ["ansible-playbook", "--check", "--tags", "postgresql_preflight", "--limit", limit,
-         "-i", str(tmp_path / "hosts.yml"), str(tmp_path / "play.yml"), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
-
-
-def _json(**extra_vars: object) -> list[str]:
-    return ["-e", json.dumps(extra_vars)]
+        "  roles:\n    - role: postgresql\n",
+        "--check", "--tags", "postgresql_preflight", "--limit", limit, *extra)
 
 
 @pytest.mark.parametrize(("extra", "named"), [

@@ -10,12 +10,11 @@ exist on the controller.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from testbed import stack_facts
+from testbed import controller, stack_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,9 +70,7 @@ def _probe(tmp_path: Path, facts: dict[str, str], *extra: str) -> dict[str, Any]
     proc = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), str(play), *extra],
         capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_STDOUT_CALLBACK": "json",
-             "ANSIBLE_STRATEGY": "linear"},
+        env=controller.env(ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_STRATEGY="linear"),
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     tasks = json.loads(proc.stdout)["plays"][0]["tasks"]

@@ -8,11 +8,12 @@ role (every stack role depends on it) against the controller.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from testbed import controller
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_PASSWORD = ROOT / "inventory/dev/vault-password.DEV-ONLY.txt"
@@ -30,9 +31,7 @@ PLAY = """\
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-            "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_STRATEGY": "linear",
-            "ANSIBLE_NOCOLOR": "1"}
+    return controller.env(ANSIBLE_STRATEGY="linear")
 
 
 def _run(tmp_path: Path, environment: str, label: str, password: Path,
@@ -48,12 +47,9 @@ def _run(tmp_path: Path, environment: str, label: str, password: Path,
     subprocess.run(["ansible-vault", "encrypt", "--vault-id", f"{label}@{password}",
                     "--encrypt-vault-id", label, str(vault)],
                    check=True, capture_output=True, env=_env(), cwd=ROOT)
-    (tmp_path / "play.yml").write_text(PLAY)
     args = [arg for vid in vault_ids for arg in ("--vault-id", vid)]
-    return subprocess.run(
-        ["ansible-playbook", "-i", str(inventory), str(tmp_path / "play.yml"), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT,
-        check=False)
+    return controller.run(tmp_path, "", PLAY, *args, inventory=inventory, merge_stderr=True,
+                          extra_env={"ANSIBLE_STRATEGY": "linear"})
 
 
 @pytest.fixture

@@ -9,14 +9,15 @@ after it shows whether the host got past it.
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from testbed import controller
+
 ROOT = Path(__file__).resolve().parents[2]
+_json = controller.extra_vars
 
 PLAY = """\
 - name: The warehouse_etl role's preflight
@@ -33,31 +34,14 @@ PLAY = """\
 
 
 def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    (tmp_path / "hosts.yml").write_text(
-        "all:\n  vars:\n    wops_environment: dev\n    ansible_connection: local\n"
-        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
-        f"    warehouse_etl_source_dir: {ROOT}\n"
-        "    vault_postgresql_etl_password: not-a-real-secret\n"
-        "  hosts:\n    probe:\n"
-        "  children:\n    pgbouncer:\n      hosts:\n        db1:\n"
-    )
-    (tmp_path / "play.yml").write_text(PLAY)
-    return subprocess.run(
-        ["ansible-playbook", "--check", "-i", str(tmp_path / "hosts.yml"),
-         str(tmp_path / "play.yml"), *extra],
-        capture_output=True, text=True, cwd=ROOT, check=False,
-        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-             "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
-
-
-def _json(**extra_vars: object) -> list[str]:
-    return ["-e", json.dumps(extra_vars)]
-
-
-def _flat(text: str) -> str:
-    """The output with the YAML callback's line folds and doubled quotes undone."""
-    return " ".join(text.split()).replace("''", "'")
+    return controller.run(
+        tmp_path,
+        controller.local_hosts(variables=(
+            f"    warehouse_etl_source_dir: {ROOT}\n"
+            "    vault_postgresql_etl_password: not-a-real-secret\n"))
+        + "  hosts:\n    probe:\n"
+        "  children:\n    pgbouncer:\n      hosts:\n        db1:\n",
+        PLAY, "--check", *extra)
 
 
 @pytest.mark.parametrize(("extra", "named", "fix"), [
@@ -83,7 +67,7 @@ def test_bad_input_fails_in_preflight(
         tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
     proc = _run(tmp_path, *extra)
     assert proc.returncode != 0
-    out = _flat(proc.stdout)
+    out = controller.flat(proc.stdout)
     assert named in out, proc.stdout[-3000:]
     assert fix in out, proc.stdout[-3000:]
     assert "PAST THE PREFLIGHT" not in proc.stdout
