@@ -85,6 +85,9 @@ def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.Compl
     (["-e", "airflow_api_base_url=airflow.example.internal"], False,
      "airflow_api_base_url is 'airflow.example.internal'; write the URL users open the UI at "
      "with its scheme"),
+    (["-e", "airflow_api_base_url=http://airflow.example.internal"], False,
+     "airflow_api_base_url is 'http://airflow.example.internal', but the api-server serves HTTPS "
+     "only (airflow_api_tls)"),
     (["-e", "airflow_pip_index_url=packages.example.internal/simple"], False,
      "airflow_pip_index_url is 'packages.example.internal/simple'; write the package index as an "
      "http://, https:// or file:// URL"),
@@ -116,6 +119,12 @@ def test_good_input_passes_preflight(tmp_path: Path) -> None:
 
 def test_good_celery_input_passes_preflight(tmp_path: Path) -> None:
     proc = _run(tmp_path, "--tags", "airflow_preflight", workers=True)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+def test_plain_http_with_tls_off_passes_preflight(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "--tags", "airflow_preflight", "-e", json.dumps({
+        "airflow_api_tls": False, "airflow_api_base_url": "http://airflow.example.internal"}))
     assert proc.returncode == 0, proc.stdout[-2000:]
 
 
