@@ -1,6 +1,7 @@
 """What the Airflow scenarios' checks share: the REST API and a component's environment.
 
     code, body = api(host, "GET", "/api/v2/monitor/health")
+    result = execution_api_health(host)        # the Task SDK's client, over TLS
     env = environment(host, "scheduler")
     keys = secrets_held(host, "celery-worker", secrets)   # vault keys, by value
 """
@@ -12,11 +13,19 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-API = "http://127.0.0.1:8080"
+# The api-server serves TLS (airflow_api_tls): its certificate names
+# 127.0.0.1 and is checked against the project CA the role installs.
+API = "https://127.0.0.1:8080"
+CA = "/etc/airflow/ca.crt"
+
+
 def api(host: Any, method: str, path: str, token: str = "",
         body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    """Call the api-server from inside the host: (HTTP status, parsed JSON or text)."""
-    args = ["curl", "-s", "-X", method, "-w", "\n%{http_code}",
+    """Call the api-server from inside the host: (HTTP status, parsed JSON or text).
+
+    A TLS failure (an unknown CA, a wrong name) is status 0, as is no answer.
+    """
+    args = ["curl", "-s", "--cacert", CA, "-X", method, "-w", "\n%{http_code}",
             "-H", "Content-Type: application/json"]
     if token:
         args += ["-H", f"Authorization: Bearer {token}"]
@@ -38,6 +47,31 @@ def token(host: Any, password: str, user: str = "admin") -> str:
     assert code in (200, 201), body
     jwt: str = body["access_token"]
     return jwt
+
+
+# The execution API's health through the Task SDK's own client, as a task
+# process builds it from the host's configuration (its CA, its URL).
+_SDK_HEALTH = (
+    "import json; from airflow.sdk.configuration import conf; "
+    "from airflow.sdk.api.client import Client; "
+    "url = conf.get('core', 'execution_api_server_url'); "
+    "c = Client(base_url=url, token='none'); "
+    "print(json.dumps({'url': url, 'health': c.get('health').json()}))"
+)
+
+
+def execution_api_health(host: Any, **settings: str) -> Any:
+    """Ask the execution API for its health with the Task SDK's client, as a task would.
+
+    `settings` are extra environment variables (AIRFLOW__API__SSL_CA_FILE=...)
+    for a negative check; each try is made once. The command's result: its
+    last output line is {"url": ..., "health": ...} when the call worked.
+    """
+    env = [f"{k}={v}" for k, v in
+           {"AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "1", **settings}.items()]
+    args = ["/usr/local/sbin/airflow-env", "env", *env,
+            "/opt/airflow/current/bin/python", "-c", _SDK_HEALTH]
+    return host.run(" ".join(["%s"] * len(args)), *args)
 
 
 def environment(host: Any, component: str) -> dict[str, str]:

@@ -59,6 +59,38 @@ def test_every_component_reports_healthy(hosts: dict[str, Any]) -> None:
         assert hosts[HOST].service(f"airflow-{component}").is_running
 
 
+def test_the_api_server_serves_tls_from_the_project_ca(hosts: dict[str, Any]) -> None:
+    host = hosts[HOST]
+    # The certificate names the host as its peers reach it, and the project
+    # CA (the copy the role installs) vouches for it.
+    ok = host.run("curl -sS -o /dev/null -w '%%{http_code}' --cacert /etc/airflow/ca.crt "
+                  "https://%s:8080/api/v2/monitor/health", HOST)
+    assert ok.stdout == "200", ok.stderr
+    # Public CAs do not.
+    public = host.run("curl -sS -o /dev/null --cacert /etc/ssl/certs/ca-certificates.crt "
+                      "https://%s:8080/api/v2/monitor/health", HOST)
+    assert public.rc == 60, (public.rc, public.stderr)
+    # Plain HTTP gets no answer at all.
+    plain = host.run("curl -sS -o /dev/null http://127.0.0.1:8080/api/v2/monitor/health")
+    assert plain.rc == 52, (plain.rc, plain.stderr)
+    key = host.file("/etc/airflow/tls/api-server.key")
+    assert (key.user, key.group, key.mode) == ("airflow", "airflow", 0o600)
+    issuer = host.check_output("openssl x509 -noout -issuer -in /etc/airflow/tls/api-server.crt")
+    assert issuer == host.check_output("openssl x509 -noout -subject -in /etc/airflow/ca.crt") \
+        .replace("subject=", "issuer=")
+    cfg = host.file("/etc/airflow/airflow.cfg").content_string
+    assert f"execution_api_server_url = https://{HOST}:8080/execution/" in cfg
+    assert f"base_url = https://{HOST}:8080" in cfg
+    # The Task SDK's client checks the execution API against the project CA
+    # alone: with the public CAs instead, it refuses the server.
+    sdk = airflow_checks.execution_api_health(host)
+    assert sdk.rc == 0, sdk.stderr[-2000:]
+    assert json.loads(sdk.stdout.strip().splitlines()[-1])["health"] == {"status": "healthy"}
+    refused = airflow_checks.execution_api_health(
+        host, AIRFLOW__API__SSL_CA_FILE="/etc/ssl/certs/ca-certificates.crt")
+    assert refused.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr, refused.stderr[-2000:]
+
+
 def test_authentication_is_on_and_config_is_hidden(
         hosts: dict[str, Any], secrets: dict[str, str]) -> None:
     host = hosts[HOST]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -39,6 +40,26 @@ def test_broker_needs_its_password_and_listens_privately(
     ok = sched.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 ping",
                    secrets["vault_redis_password"])
     assert ok.stdout.strip() == "PONG"
+
+
+def test_workers_reach_the_execution_api_over_tls_checked_with_the_project_ca(
+        hosts: dict[str, Any]) -> None:
+    for name in WORKERS:
+        worker = hosts[name]
+        cfg = worker.file("/etc/airflow/airflow.cfg").content_string
+        assert f"execution_api_server_url = https://{SCHED}:8080/execution/" in cfg, name
+        assert "ssl_ca_file = /etc/airflow/ca.crt" in cfg and "ssl_cert =" not in cfg, name
+        # No api-server here: no key or certificate of its own.
+        assert not worker.file("/etc/airflow/tls").exists, name
+        result = airflow_checks.execution_api_health(worker)
+        assert result.rc == 0, (name, result.stderr[-2000:])
+        reply = json.loads(result.stdout.strip().splitlines()[-1])
+        assert reply == {"url": f"https://{SCHED}:8080/execution/",
+                         "health": {"status": "healthy"}}, name
+        # The same client with public CAs only refuses the api-server.
+        refused = airflow_checks.execution_api_health(
+            worker, AIRFLOW__API__SSL_CA_FILE="/etc/ssl/certs/ca-certificates.crt")
+        assert refused.rc != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr, name
 
 
 def test_tasks_of_a_dag_run_execute_on_the_workers(
