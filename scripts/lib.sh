@@ -43,10 +43,16 @@ wops_require_disk() {
 WOPS_DEB_PACKAGES=(podman runc netavark aardvark-dns iptables debootstrap uidmap
   fuse-overlayfs slirp4netns openssh-client python3 python3-venv python3-dev gcc make
   git postgresql postgresql-contrib postgresql-client)
+# What bin/test needs besides (the airflow scenario's browser test): Debian's
+# chromium, which Playwright drives headless; certutil (libnss3-tools) for the
+# throwaway NSS database that trusts the project CA; a font to lay pages out
+# with (chromium only recommends one).
+WOPS_TEST_DEB_PACKAGES=(chromium libnss3-tools fonts-liberation)
 
+# wops_install_packages [PACKAGE...]: WOPS_DEB_PACKAGES and these.
 wops_install_packages() {
   local missing=() p
-  for p in "${WOPS_DEB_PACKAGES[@]}"; do
+  for p in "${WOPS_DEB_PACKAGES[@]}" "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0

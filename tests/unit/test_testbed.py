@@ -78,6 +78,34 @@ def test_lib_installs_the_packages_name_resolution_needs() -> None:
         assert name in packages, name
 
 
+def test_bin_test_installs_what_the_browser_test_needs(tmp_path: Path) -> None:
+    # bin/test adds the browser test's packages to the controller's own.
+    assert 'wops_install_packages "${WOPS_TEST_DEB_PACKAGES[@]}"' in (
+        ROOT / "bin/test").read_text()
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "apt.log"
+    fakes = {
+        # Everything is installed but the browser test's packages.
+        "dpkg-query": 'case "$3" in chromium|libnss3-tools|fonts-liberation) exit 1 ;; '
+                      "*) printf 'install ok installed' ;; esac",
+        "apt-get": f'echo "$*" >>{log}',
+        "systemctl": "exit 0",
+    }
+    for name, body in fakes.items():
+        (bindir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bindir / name).chmod(0o755)
+    proc = _lib('wops_install_packages "${WOPS_TEST_DEB_PACKAGES[@]}"', bindir)
+    assert proc.returncode == 0, proc.stderr
+    install = log.read_text().splitlines()[-1].split()
+    assert "--no-install-recommends" in install
+    assert {"chromium", "libnss3-tools", "fonts-liberation"} <= set(install), install
+    assert "podman" not in install
+    # The Python side: Playwright, pinned with the toolchain.
+    pins = (ROOT / "requirements.txt").read_text().splitlines()
+    assert any(line.startswith("playwright==") for line in pins)
+
+
 def test_reach_accepts_a_host_that_refuses_the_probe() -> None:
     # Nothing listens on the probe port of the loopback: refused means reached.
     with socket.socket() as probe:
