@@ -3,26 +3,29 @@
 
 For every host: the container's state, its published ports and whether each
 answers from this machine (a PostgreSQL handshake on PostgreSQL and pgBouncer
-ports, the health endpoint on Airflow's), and the state of the stack's
-services that are installed on it. Exits non-zero when a host is not running,
-a published port of the stack does not answer, or an installed service of its
-group is not active.
+ports, the health endpoint on Airflow's, over HTTPS checked against the
+project CA), and the state of the stack's services that are installed on it.
+Exits non-zero when a host is not running, a published port of the stack does
+not answer, or an installed service of its group is not active.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from testbed import stack_facts
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Services each inventory group runs, in the order they are shown. A name in
 # braces is a stack fact of the host (testbed/stack_facts.py, with the host's
@@ -47,7 +50,24 @@ GROUP_SERVICES: dict[str, list[str]] = {
 }
 
 
-def _probe_postgres(addr: str, port: int) -> str | None:
+def _project_ca(hostvars: Mapping[str, Any]) -> Path:
+    """The project CA's certificate on this machine (wops_ca_dir, as a playbook run sets it)."""
+    facts = stack_facts.load(hostvars)
+    if "wops_ca_dir" in facts:
+        return Path(facts["wops_ca_dir"]) / "ca.crt"
+    # Its default follows playbook_dir (playbooks/): <repository>/.pki/<environment>.
+    return ROOT / ".pki" / facts["wops_environment"] / "ca.crt"
+
+
+def _tls_on(hostvars: Mapping[str, Any]) -> bool:
+    """airflow_api_tls as the inventory sets it (the role's default: on)."""
+    value = hostvars.get("airflow_api_tls", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("false", "no", "off", "0", "")
+    return bool(value)
+
+
+def _probe_postgres(addr: str, port: int, hostvars: Mapping[str, Any]) -> str | None:
     """None when a PostgreSQL protocol server answers an SSLRequest there."""
     try:
         with socket.create_connection((addr, port), timeout=5) as sock:
@@ -59,11 +79,24 @@ def _probe_postgres(addr: str, port: int) -> str | None:
     return None if answer in (b"S", b"N") else f"not a PostgreSQL server (answered {answer!r})"
 
 
-def _probe_airflow(addr: str, port: int) -> str | None:
-    """None when Airflow's health endpoint answers with every component healthy."""
+def _probe_airflow(addr: str, port: int, hostvars: Mapping[str, Any]) -> str | None:
+    """None when Airflow's health endpoint answers with every component healthy.
+
+    Over HTTPS (airflow_api_tls) the api-server's certificate must verify
+    against the project CA, for the address the port is published on (the
+    certificate names 127.0.0.1).
+    """
+    context: ssl.SSLContext | None = None
     url = f"http://{addr}:{port}/api/v2/monitor/health"
+    if _tls_on(hostvars):
+        ca = _project_ca(hostvars)
+        if not ca.is_file():
+            return f"no project CA at {ca} to check the api-server's certificate with"
+        context = ssl.create_default_context(cafile=str(ca))
+        url = f"https://{addr}:{port}/api/v2/monitor/health"
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        # The URL is one of the two above: http or https, never a file: URL.
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:  # noqa: S310
             health = json.load(response)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         return f"no answer from {url} ({exc})"
@@ -75,7 +108,7 @@ def _probe_airflow(addr: str, port: int) -> str | None:
 
 
 # What answers on a published container port, and how to ask it.
-PORT_PROBES: dict[str, tuple[str, Callable[[str, int], str | None]]] = {
+PORT_PROBES: dict[str, tuple[str, Callable[[str, int, Mapping[str, Any]], str | None]]] = {
     "5432/tcp": ("PostgreSQL", _probe_postgres),
     "6432/tcp": ("pgBouncer", _probe_postgres),
     "8080/tcp": ("Airflow", _probe_airflow),
@@ -132,7 +165,7 @@ def main() -> int:
                     print(f"    port {published}: published (no service of the stack here yet)")
                     continue
                 what, probe = PORT_PROBES[inner]
-                trouble = probe(addr, port)
+                trouble = probe(addr, port, hostvars.get(host, {}))
                 print(f"    port {published}: {what} {'answers' if trouble is None else trouble}")
                 problems += trouble is not None
         facts = stack_facts.load(hostvars.get(host, {}))
