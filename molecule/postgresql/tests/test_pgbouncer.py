@@ -15,7 +15,6 @@ import pytest
 
 from testbed import scenario
 
-ROOT = Path(__file__).resolve().parents[3]
 DB = "wops-mol-pg-primary"
 # pgbench runs this long; the play must finish inside it (a busy machine
 # makes the play slow, so the load is generous).
@@ -100,18 +99,6 @@ def test_show_databases_and_pools_reflect_the_config(
     assert settings["auth_hba_file"] == "/etc/pgbouncer/pgbouncer_hba.conf"
 
 
-def _molecule_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "ANSIBLE_LIBRARY": str(ROOT / "plugins/modules"),
-        "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins/module_utils"),
-        "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_VAULT_IDENTITY_LIST": f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt",
-        "ANSIBLE_NOCOLOR": "1",
-    })
-    return env
-
 
 def test_only_listed_networks_and_console_users_get_in(
         hosts: dict[str, Any], secrets: dict[str, str]) -> None:
@@ -172,7 +159,7 @@ def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
          str(Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"]) / "side_effect.yml"),
          "-e", f"new_pool_size={new_size}", "--limit", DB],
-        capture_output=True, text=True, env=_molecule_env(), check=False,
+        capture_output=True, text=True, env=scenario.ansible_env(), check=False,
     )
     play_seconds = time.monotonic() - started
     worker.join()
@@ -199,7 +186,7 @@ def _module(args: dict[str, Any], *extra: str) -> subprocess.CompletedProcess[st
     return subprocess.run(
         ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], DB, "-b", "--become-user",
          "postgres", "-m", "pgbouncer_auth_file", "-a", json.dumps(args), *extra],
-        capture_output=True, text=True, env=_molecule_env(), check=False,
+        capture_output=True, text=True, env=scenario.ansible_env(), check=False,
     )
 
 
