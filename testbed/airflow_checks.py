@@ -64,11 +64,14 @@ def execution_api_health(host: Any, **settings: str) -> Any:
     """Ask the execution API for its health with the Task SDK's client, as a task would.
 
     `settings` are extra environment variables (AIRFLOW__API__SSL_CA_FILE=...)
-    for a negative check; each try is made once. The command's result: its
+    for a negative check; each try is made once, with a minute to answer (the
+    api-server's first execution API request may take longer than the
+    client's default 5 s on a loaded test host). The command's result: its
     last output line is {"url": ..., "health": ...} when the call worked.
     """
     env = [f"{k}={v}" for k, v in
-           {"AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "1", **settings}.items()]
+           {"AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "1",
+            "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "60", **settings}.items()]
     args = ["/usr/local/sbin/airflow-env", "env", *env,
             "/opt/airflow/current/bin/python", "-c", _SDK_HEALTH]
     return host.run(" ".join(["%s"] * len(args)), *args)
