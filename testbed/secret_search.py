@@ -92,10 +92,13 @@ class _PatternFiles:
         self._dir.cleanup()
 
 
-def _host_script(allowed_groups: Iterable[str]) -> str:
+def _host_script(allowed_groups: Iterable[str], log_dirs: Iterable[str]) -> str:
     """Shell run on a host: prints 'place<TAB>key' for every hit."""
     roots = " ".join(shlex.quote(r) for r in READABLE_ROOTS)
     allowed = " ".join(shlex.quote(g) for g in sorted(allowed_groups))
+    logdirs = " ".join(shlex.quote(d) for d in log_dirs)
+    # Files in the log directories were searched as logs already.
+    not_logs = " ".join("-e " + shlex.quote("^" + d.rstrip("/") + "/") for d in log_dirs)
     return f"""
 set -u
 work={_WORK}
@@ -114,9 +117,9 @@ while IFS="$(printf '\\t')" read -r group path; do
 done <"$readable.all" >"$readable"
 # One pass with every value, then each hit file checked value by value.
 cat "$work"/k* >"$work/all"
-logs=$(grep -rIlF -f "$work/all" /var/log 2>/dev/null)
+logs=$(grep -rIlF -f "$work/all" {logdirs} 2>/dev/null)
 files=$(tr '\\n' '\\0' <"$readable" | xargs -0 -r grep -IlF -f "$work/all" 2>/dev/null \\
-  | grep -v '^/var/log/')
+  | grep -v {not_logs})
 for key in $(ls "$work" | grep '^k[0-9]*$'); do
   pattern="$work/$key"
   for f in $logs; do grep -qF -f "$pattern" "$f" && printf 'log:%s\\t%s\\n' "$f" "$key"; done
@@ -126,7 +129,7 @@ for key in $(ls "$work" | grep '^k[0-9]*$'); do
   done
 done
 # Proof the search ran to its end, and over how much.
-printf 'done\\t%s %s\\n' "$(wc -l <"$readable")" "$(find /var/log -type f | wc -l)"
+printf 'done\\t%s %s\\n' "$(wc -l <"$readable")" "$(find {logdirs} -type f 2>/dev/null | wc -l)"
 """
 
 
@@ -135,17 +138,20 @@ class SearchIncomplete(RuntimeError):
 
 
 def search_hosts(hosts: Iterable[str], values: Mapping[str, str],
-                 allowed_groups: Iterable[str] = ()) -> tuple[list[Hit], list[str]]:
+                 allowed_groups: Iterable[str] = (),
+                 log_dirs: Iterable[str] = ("/var/log",)) -> tuple[list[Hit], list[str]]:
     """Hits on each podman host, and the places searched (with how many files).
 
     allowed_groups: groups that may read a secret of their own service
     (group-readable files of these groups are searched only when they are
-    world-readable too).
+    world-readable too). log_dirs: directories searched whole, whoever may
+    read their files (a service's logs: Airflow shows its task logs in the UI).
     """
+    log_dirs = tuple(log_dirs)
     hits: list[Hit] = []
     places: list[str] = []
     patterns = _PatternFiles(values)
-    script = _host_script(allowed_groups)
+    script = _host_script(allowed_groups, log_dirs)
     try:
         for host in hosts:
             patterns.install(host)
@@ -160,7 +166,7 @@ def search_hosts(hosts: Iterable[str], values: Mapping[str, str],
             if readable == 0 or logs == 0:
                 raise SearchIncomplete(f"{host}: {readable} readable files, {logs} log files")
             roots = ", ".join(READABLE_ROOTS)
-            places += [f"{host}: /var/log ({logs} files)", f"{host}: journal",
+            places += [f"{host}: {', '.join(log_dirs)} ({logs} files)", f"{host}: journal",
                        f"{host}: {readable} files others may read under {roots}"]
             for line in proc.stdout.splitlines():
                 place, _, name = line.rpartition("\t")
