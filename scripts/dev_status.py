@@ -12,6 +12,7 @@ not answer, or an installed service of its group is not active.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import ssl
 import subprocess
@@ -52,11 +53,8 @@ GROUP_SERVICES: dict[str, list[str]] = {
 
 def _project_ca(hostvars: Mapping[str, Any]) -> Path:
     """The project CA's certificate on this machine (wops_ca_dir, as a playbook run sets it)."""
-    facts = stack_facts.load(hostvars)
-    if "wops_ca_dir" in facts:
-        return Path(facts["wops_ca_dir"]) / "ca.crt"
-    # Its default follows playbook_dir (playbooks/): <repository>/.pki/<environment>.
-    return ROOT / ".pki" / facts["wops_environment"] / "ca.crt"
+    facts = stack_facts.load(hostvars, playbook_dir=ROOT / "playbooks")
+    return Path(os.path.normpath(facts["wops_ca_dir"])) / "ca.crt"
 
 
 def _tls_on(hostvars: Mapping[str, Any]) -> bool:

@@ -6,7 +6,8 @@ stack share are set: PostgreSQL's version and Debian paths, its service name,
 the pgBackRest stanza, the ETL's incoming directory. load() reads them,
 applies overrides (an inventory's wops_* variables) and renders the values
 derived from other facts, as Ansible would. Facts that need what only a
-playbook run knows (playbook_dir, for wops_ca_dir) are left out.
+playbook run knows (playbook_dir, for wops_ca_dir) are left out unless the
+caller says where the playbook is (load(..., playbook_dir=...)).
 
     python testbed/stack_facts.py                          # every fact, KEY=VALUE
     python testbed/stack_facts.py wops_postgresql_data_dir # one value
@@ -40,14 +41,14 @@ def _scalar(key: str, value: object) -> str:
     raise TypeError(f"{key}: a stack fact is a scalar, not {type(value).__name__}")
 
 
-def _render(raw: Mapping[str, str]) -> dict[str, str]:
+def _render(raw: Mapping[str, str], context: Mapping[str, str]) -> dict[str, str]:
     """Values with every template rendered, repeated until nothing changes.
 
     A template renders once everything it refers to is a plain value; one that
     still refers to an unknown variable when no more progress is made is left
     out, as are the facts that derive from it.
     """
-    done = {k: v for k, v in raw.items() if not _is_template(v)}
+    done = {**context, **{k: v for k, v in raw.items() if not _is_template(v)}}
     pending = {k: v for k, v in raw.items() if _is_template(v)}
     progress = True
     while pending and progress:
@@ -66,14 +67,17 @@ def _render(raw: Mapping[str, str]) -> dict[str, str]:
             elif value != template:
                 pending[key] = value
                 progress = True
-    return done
+    return {k: v for k, v in done.items() if k not in context}
 
 
-def load(overrides: Mapping[str, object] | None = None) -> dict[str, str]:
+def load(overrides: Mapping[str, object] | None = None,
+         playbook_dir: Path | None = None) -> dict[str, str]:
     """The stack's facts, rendered, with `overrides` applied first.
 
     Only names starting with ``wops_`` are taken from `overrides`, so a host's
     whole variable set (an inventory's hostvars) can be passed as it is.
+    With `playbook_dir` (the directory of the playbook a run would use), the
+    facts derived from it (wops_ca_dir) are rendered too.
     """
     data = yaml.safe_load(DEFAULTS.read_text()) or {}
     if not isinstance(data, dict):
@@ -82,7 +86,8 @@ def load(overrides: Mapping[str, object] | None = None) -> dict[str, str]:
     for key, value in (overrides or {}).items():
         if key.startswith(PREFIX):
             raw[key] = _scalar(key, value)
-    return _render(raw)
+    context = {} if playbook_dir is None else {"playbook_dir": str(playbook_dir)}
+    return _render(raw, context)
 
 
 def main(argv: list[str]) -> int:
