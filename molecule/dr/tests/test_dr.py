@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 import testinfra.utils.ansible_runner  # noqa: F401 - molecule/conftest.py's hosts fixture needs it loaded
 
+from testbed import pg_host
+
 ROOT = Path(__file__).resolve().parents[3]
 DB = "wops-mol-dr-db"
 REPO = "wops-mol-dr-backup"
@@ -59,11 +61,7 @@ def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _sql(host: Any, sql: str, port: int = 5432, db: str = "warehouse") -> str:
-    result = host.run("runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -p %s -d %s -c %s",
-                      str(port), db, sql)
-    assert result.rc == 0, result.stderr
-    return str(result.stdout).strip()
+_sql = pg_host.sql
 
 
 def _pgbackrest(host: Any, stanza: str, *args: str) -> Any:
@@ -381,14 +379,7 @@ def test_archiving_and_backups_continue_after_a_postgresql_restart(
             break
         time.sleep(1)
     _sql(db, "INSERT INTO dr.markers (label, drill_id) VALUES ('after-restart', 'molecule')")
-    segment = _sql(db, "SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
-    for _ in range(60):
-        archived = _sql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-                        db="postgres")
-        if archived >= segment:
-            break
-        time.sleep(1)
-    assert archived >= segment
+    pg_host.archive_current_wal(db)
     assert int(_sql(db, "SELECT failed_count FROM pg_stat_archiver", db="postgres")) \
         == failed_before
     play = _playbook("backup.yml", "-e", "backup_type=incr")
@@ -503,14 +494,7 @@ def test_in_place_restore_of_the_latest_state_keeps_archived_commits(
         hosts: dict[str, Any], warehouse: dict[str, int]) -> None:
     db = hosts[DB]
     _sql(db, "INSERT INTO dr.markers (label, drill_id) VALUES ('before-in-place', 'molecule')")
-    segment = _sql(db, "SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
-    for _ in range(60):
-        if _sql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-                db="postgres") >= segment:
-            break
-        time.sleep(1)
-    else:
-        raise AssertionError(f"segment {segment} was not archived within 60 s")
+    pg_host.archive_current_wal(db)
     timeline = int(_sql(db, "SELECT timeline_id FROM pg_control_checkpoint()", db="postgres"))
     play = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={DB}",
                      "-e", "dr_restore_mode=in_place")

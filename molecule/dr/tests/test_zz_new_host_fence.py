@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ import pytest
 import testinfra.utils.ansible_runner  # noqa: F401 - molecule/conftest.py's hosts fixture needs it loaded
 import yaml
 
-from testbed import controller, scenario
+from testbed import controller, pg_host, scenario
 
 ROOT = Path(__file__).resolve().parents[3]
 DB = "wops-mol-dr-db"
@@ -45,10 +44,7 @@ def _run(playbook: Path, inventories: list[Path], *args: str) -> subprocess.Comp
         env=scenario.ansible_env(), check=False, cwd=ROOT)
 
 
-def _sql(host: Any, sql: str, db: str = "warehouse") -> str:
-    result = host.run("runuser -u postgres -- psql -XAt -v ON_ERROR_STOP=1 -d %s -c %s", db, sql)
-    assert result.rc == 0, result.stderr
-    return str(result.stdout).strip()
+_sql = pg_host.sql
 
 
 def _molecule_inventory() -> Path:
@@ -96,14 +92,7 @@ def restore(hosts: dict[str, Any], old_inventory: list[Path]) -> dict[str, Any]:
     assert prepared.returncode == 0, prepared.stdout[-4000:]
 
     _sql(db, f"INSERT INTO dr.markers (label, drill_id) VALUES ('{LABEL}', 'molecule')")
-    segment = _sql(db, "SELECT pg_walfile_name(pg_switch_wal())", db="postgres")
-    for _ in range(60):
-        if _sql(db, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-                db="postgres") >= segment:
-            break
-        time.sleep(1)
-    else:
-        raise AssertionError(f"segment {segment} was not archived within 60 s")
+    pg_host.archive_current_wal(db)
     facts = int(_sql(db, "SELECT count(*) FROM warehouse.fact_sales"))
 
     play = _run(ROOT / "playbooks/dr_restore.yml", old_inventory, "-e", f"@{VAULT}",
