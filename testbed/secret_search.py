@@ -219,3 +219,14 @@ class ProcessSampler:
             places.append(place)
             hits += search_text(place, text, values)
         return hits, places
+
+
+def write_report(name: str, hits: list[Hit], places: list[str], secrets: int) -> Path:
+    """reports/secret-search-<name>.txt of the project: the places searched and every hit."""
+    report = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / f"reports/secret-search-{name}.txt"
+    report.parent.mkdir(exist_ok=True)
+    report.write_text(
+        f"{len(hits)} hits in {len(places)} places searched for {secrets} secrets\n"
+        + "".join(f"searched: {p}\n" for p in places)
+        + "".join(f"HIT: {h}\n" for h in hits))
+    return report

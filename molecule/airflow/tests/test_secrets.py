@@ -13,8 +13,6 @@ output and process arguments during a password change.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from testbed import secret_search
@@ -35,12 +33,7 @@ def test_no_secret_in_logs_journal_or_readable_files(
 
     hits, places = secret_search.search_hosts(
         [HOST], values, SERVICE_GROUPS, log_dirs=("/var/log", AIRFLOW_LOGS))
-    report = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "reports/secret-search-airflow.txt"
-    report.parent.mkdir(exist_ok=True)
-    report.write_text(
-        f"{len(hits)} hits in {len(places)} places searched for {len(values)} secrets\n"
-        + "".join(f"searched: {p}\n" for p in places)
-        + "".join(f"HIT: {h}\n" for h in hits))
+    secret_search.write_report("airflow", hits, places, len(values))
     assert hits == [], "\n".join(map(str, hits))
 
 

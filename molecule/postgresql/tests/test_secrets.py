@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -89,12 +88,7 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
     host_hits, host_places = secret_search.search_hosts(hosts, values, SERVICE_GROUPS)
     hits += host_hits
     places += host_places
-    report = Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "reports/secret-search-postgresql.txt"
-    report.parent.mkdir(exist_ok=True)
-    report.write_text(
-        f"{len(hits)} hits in {len(places)} places searched for {len(values)} secrets\n"
-        + "".join(f"searched: {p}\n" for p in places)
-        + "".join(f"HIT: {h}\n" for h in hits))
+    secret_search.write_report("postgresql", hits, places, len(values))
     # Every host was sampled while the plays ran on it: many snapshots, and
     # Ansible's own Python among the processes seen. (search_hosts raises
     # when a host's search does not reach its end or finds nothing to read.)
