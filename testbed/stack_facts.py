@@ -3,7 +3,8 @@
 
 The wops role's defaults are the one place the values several parts of the
 stack share are set: PostgreSQL's version and Debian paths, its service name,
-the pgBackRest stanza, the ETL's incoming directory. load() reads them,
+PostgreSQL's and pgBouncer's ports, the pgBackRest stanza, the ETL's incoming
+directory. load() reads them,
 applies overrides (an inventory's wops_* variables) and renders the values
 derived from other facts, as Ansible would. Facts that need what only a
 playbook run knows (playbook_dir, for wops_ca_dir) are left out unless the

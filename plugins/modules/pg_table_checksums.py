@@ -21,7 +21,11 @@ description:
     write to them is in flight; the returned RV(snapshot_time) is then a
     recovery target at which a point-in-time restore holds exactly the
     checksummed rows. The lock is released before the checksums are computed.
-  - Read-only: never changes the database; check mode runs the same queries.
+  - Read-only (it never changes the database); check mode runs the same queries.
+  - O(login_user) needs SELECT on the tables (and LOCK for O(consistent_point));
+    the postgres superuser over the unix socket is simplest.
+  - The login options (O(login_db), O(login_port) and the rest) are those of
+    every project module that connects to PostgreSQL.
 options:
   schemas:
     description: Schemas whose tables (and partitioned parents) are checksummed.
@@ -59,35 +63,9 @@ options:
     type: bool
     default: false
   login_db:
-    description: Database to connect to.
-    type: str
     default: warehouse
-  login_user:
-    description:
-      - PostgreSQL user; needs SELECT on the tables (and LOCK for O(consistent_point)).
-      - The postgres superuser over the unix socket is simplest.
-    type: str
-    default: postgres
-  login_password:
-    description: Password of O(login_user); empty for peer authentication.
-    type: str
-    default: ""
-  login_host:
-    description: Host of PostgreSQL; empty uses the unix socket.
-    type: str
-    default: ""
-  login_unix_socket:
-    description: Directory of PostgreSQL's unix socket.
-    type: str
-    default: /var/run/postgresql
-  port:
-    description: PostgreSQL port.
-    type: int
-    default: 5432
-  connect_timeout:
-    description: Seconds to wait for the connection.
-    type: int
-    default: 10
+extends_documentation_fragment:
+  - pg_login
 requirements:
   - psycopg2
 author: warehouse-ops
@@ -105,7 +83,7 @@ EXAMPLES = r"""
 
 - name: Compare a restored copy with the source
   pg_table_checksums:
-    port: 5433
+    login_port: 5433
     expected: "{{ source.tables }}"
     fail_on_mismatch: true
   become: true

@@ -19,6 +19,9 @@ description:
   - No password or secret is ever written to the log, the result or the diff.
     The diff lists user names with redacted secrets.
   - Supports check mode and diff mode.
+  - The login options (O(login_db), O(login_port) and the rest) are used only
+    with O(from_pg_authid=true); they are those of every project module that
+    connects to PostgreSQL.
 options:
   path:
     description: Path of the auth_file.
@@ -65,34 +68,10 @@ options:
     description: Mode of the file.
     type: raw
     default: "0640"
-  login_user:
-    description: PostgreSQL user for O(from_pg_authid).
-    type: str
-    default: postgres
-  login_password:
-    description: Password of O(login_user); empty for peer authentication.
-    type: str
-    default: ""
-  login_host:
-    description: Host of PostgreSQL; empty uses the unix socket.
-    type: str
-    default: ""
-  login_unix_socket:
-    description: Directory of PostgreSQL's unix socket.
-    type: str
-    default: /var/run/postgresql
-  port:
-    description: PostgreSQL port.
-    type: int
-    default: 5432
   login_db:
-    description: Database to connect to for O(from_pg_authid).
-    type: str
     default: postgres
-  connect_timeout:
-    description: Seconds to wait for the connection.
-    type: int
-    default: 10
+extends_documentation_fragment:
+  - pg_login
 requirements:
   - psycopg2 (only with O(from_pg_authid=true))
 author: warehouse-ops

@@ -1,7 +1,8 @@
 """A stack-wide fact changed in one place reaches every role that derives from it.
 
 The inventory sets another PostgreSQL major version, cluster name, stanza, CA
-directory and incoming directory once (group_vars/all), as an operator would;
+directory, incoming directory and PostgreSQL and pgBouncer ports once
+(group_vars/all), as an operator would;
 a play loads the roles' own defaults and derived values the way the roles do
 and reports what they come to. Nothing is installed: PostgreSQL 16 need not
 exist on the controller.
@@ -36,6 +37,10 @@ PROBE = """\
         - ROOT/roles/pgbackrest/vars/main.yml
         - ROOT/roles/pg_dump_backup/defaults/main.yml
         - ROOT/roles/pg_dump_backup/vars/main.yml
+        - ROOT/roles/pgbouncer/defaults/main.yml
+        - ROOT/roles/pgbouncer/vars/main.yml
+        - ROOT/roles/warehouse_etl/defaults/main.yml
+        - ROOT/roles/airflow/defaults/main.yml
     - name: Report
       ansible.builtin.debug:
         msg:
@@ -52,16 +57,32 @@ PROBE = """\
           pg_dump_backup_ca_src: "{{ pg_dump_backup_ca_src }}"
           etl_incoming_dir: "{{ wops_etl_incoming_dir }}"
           ca_dir: "{{ wops_ca_dir }}"
+          postgresql_port: "{{ postgresql_port }}"
+          postgresql_primary_port: "{{ postgresql_primary_port }}"
+          pgbouncer_listen_port: "{{ pgbouncer_listen_port }}"
+          pgbouncer_restart_listen_port: "{{ _pgbouncer_restart_values.listen_port }}"
+          pgbouncer_backend_port: "{{ pgbouncer_backend_port }}"
+          pgbackrest_pg_port: "{{ pgbackrest_pg_port }}"
+          pg_dump_backup_port: "{{ pg_dump_backup_port }}"
+          pg_dump_backup_settings_port: "{{ _pg_dump_backup_settings.port }}"
+          warehouse_etl_db_port: "{{ warehouse_etl_db_port }}"
+          airflow_db_port: "{{ airflow_db_port }}"
+          airflow_migrate_db_port: "{{ airflow_migrate_db_port }}"
+          airflow_warehouse_db_port: "{{ airflow_warehouse_db_port }}"
 """
 
 
-def _probe(tmp_path: Path, facts: dict[str, str], *extra: str) -> dict[str, Any]:
+def _probe(tmp_path: Path, facts: dict[str, object], *extra: str,
+           pgbouncer: bool = False) -> dict[str, Any]:
     inventory = tmp_path / "inventory"
     (inventory / "group_vars").mkdir(parents=True)
+    # With a pgbouncer group, applications connect to pgBouncer (Airflow's ports).
+    groups = ["postgres_primary", *(["pgbouncer"] if pgbouncer else [])]
     (inventory / "hosts.yml").write_text(
         "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
         f"      ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
-        "  children:\n    postgres_primary:\n      hosts:\n        probe:\n")
+        "  children:\n"
+        + "".join(f"    {group}:\n      hosts:\n        probe:\n" for group in groups))
     # The one place: the inventory's group_vars/all.
     (inventory / "group_vars" / "all.yml").write_text(
         "".join(f"{key}: {json.dumps(value)}\n" for key, value in facts.items()))
@@ -85,10 +106,12 @@ def test_one_change_in_the_inventory_reaches_every_role(tmp_path: Path) -> None:
         "wops_pgbackrest_stanza": "sales",
         "wops_ca_dir": "/srv/ca/warehouse",
         "wops_etl_incoming_dir": "/srv/extracts",
+        "wops_postgresql_port": 15432,
+        "wops_pgbouncer_port": 16432,
     # The probe loads the role's defaults as variables, above the inventory:
     # archiving (a choice of the postgresql role, not a stack-wide fact) is
     # switched on from the command line.
-    }, "-e", "postgresql_archive_mode=on")
+    }, "-e", "postgresql_archive_mode=on", pgbouncer=True)
     assert got == {
         "postgresql_dropin": "/etc/postgresql/16/dwh/conf.d/50-warehouse-ops.conf",
         "postgresql_hba": "/etc/postgresql/16/dwh/pg_hba.conf",
@@ -103,6 +126,20 @@ def test_one_change_in_the_inventory_reaches_every_role(tmp_path: Path) -> None:
         "pg_dump_backup_ca_src": "/srv/ca/warehouse/ca.crt",
         "etl_incoming_dir": "/srv/extracts",
         "ca_dir": "/srv/ca/warehouse",
+        # The cluster runs on the stack's port, and every client reaches it there.
+        "postgresql_port": 15432,
+        "postgresql_primary_port": 15432,
+        "pgbouncer_backend_port": 15432,
+        "pgbackrest_pg_port": 15432,
+        "pg_dump_backup_port": 15432,
+        "pg_dump_backup_settings_port": 15432,
+        "airflow_migrate_db_port": 15432,
+        # pgBouncer listens on its port, and the applications connect to it.
+        "pgbouncer_listen_port": 16432,
+        "pgbouncer_restart_listen_port": "16432",
+        "warehouse_etl_db_port": 16432,
+        "airflow_db_port": 16432,
+        "airflow_warehouse_db_port": 16432,
     }
 
 
@@ -114,6 +151,16 @@ def test_without_archiving_no_archive_command_is_derived(tmp_path: Path) -> None
     # The CA follows the environment, and every role issues from the same one.
     assert got["ca_dir"].endswith("/staging")
     assert got["pg_dump_backup_ca_src"] == got["ca_dir"] + "/ca.crt"
+    # The default ports, unchanged; without pgBouncer hosts Airflow connects
+    # to PostgreSQL itself.
+    postgresql = int(defaults["wops_postgresql_port"])
+    pgbouncer = int(defaults["wops_pgbouncer_port"])
+    assert (postgresql, pgbouncer) == (5432, 6432)
+    for name in ("postgresql_port", "pgbouncer_backend_port", "pgbackrest_pg_port",
+                 "pg_dump_backup_port", "airflow_migrate_db_port", "airflow_db_port",
+                 "airflow_warehouse_db_port"):
+        assert got[name] == postgresql, name
+    assert got["pgbouncer_listen_port"] == got["warehouse_etl_db_port"] == pgbouncer
 
 
 def test_a_malformed_fact_is_refused_by_name(tmp_path: Path) -> None:
@@ -123,3 +170,13 @@ def test_a_malformed_fact_is_refused_by_name(tmp_path: Path) -> None:
         assert "wops_postgresql_version must be a major version" in str(failed)
     else:
         raise AssertionError("a malformed wops_postgresql_version was accepted")
+
+
+def test_a_port_out_of_range_is_refused_by_name(tmp_path: Path) -> None:
+    try:
+        _probe(tmp_path, {"wops_pgbouncer_port": 70000})
+    except AssertionError as failed:
+        assert "wops_postgresql_port and wops_pgbouncer_port TCP ports" in str(failed)
+        assert "got 5432 and 70000" in str(failed)
+    else:
+        raise AssertionError("wops_pgbouncer_port 70000 was accepted")

@@ -42,6 +42,13 @@ def test_archive_command_names_the_overridden_stanza() -> None:
     assert facts["wops_archive_command"] == "pgbackrest --stanza=sales archive-push %p"
 
 
+def test_ports_are_facts_and_an_inventory_may_give_them_as_numbers() -> None:
+    facts = stack_facts.load()
+    assert (facts["wops_postgresql_port"], facts["wops_pgbouncer_port"]) == ("5432", "6432")
+    other = stack_facts.load({"wops_postgresql_port": 15432, "wops_pgbouncer_port": 16432})
+    assert (other["wops_postgresql_port"], other["wops_pgbouncer_port"]) == ("15432", "16432")
+
+
 def test_overrides_may_be_templates_and_only_wops_names_count() -> None:
     facts = stack_facts.load({
         "wops_pgbackrest_stanza": "{{ wops_environment }}-dw",
