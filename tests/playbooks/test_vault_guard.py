@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV_PASSWORD = ROOT / "inventory/dev/vault-password.DEV-ONLY.txt"
 PLAY = """\
 - name: Any play of the stack
-  hosts: probe
+  hosts: HOSTS
   gather_facts: false
   roles:
     - role: wops
@@ -35,7 +35,7 @@ def _env() -> dict[str, str]:
 
 
 def _run(tmp_path: Path, environment: str, label: str, password: Path,
-         *vault_ids: str) -> subprocess.CompletedProcess[str]:
+         *vault_ids: str, hosts: str = "probe") -> subprocess.CompletedProcess[str]:
     inventory = tmp_path / environment
     (inventory / "group_vars/all").mkdir(parents=True)
     (inventory / "hosts.yml").write_text(
@@ -48,7 +48,8 @@ def _run(tmp_path: Path, environment: str, label: str, password: Path,
                     "--encrypt-vault-id", label, str(vault)],
                    check=True, capture_output=True, env=_env(), cwd=ROOT)
     args = [arg for vid in vault_ids for arg in ("--vault-id", vid)]
-    return controller.run(tmp_path, "", PLAY, *args, inventory=inventory, merge_stderr=True,
+    return controller.run(tmp_path, "", PLAY.replace("HOSTS", hosts), *args,
+                          inventory=inventory, merge_stderr=True,
                           extra_env={"ANSIBLE_STRATEGY": "linear"})
 
 
@@ -99,3 +100,21 @@ def test_dev_runs_with_its_own_vault(tmp_path: Path) -> None:
     proc = _run(tmp_path, "dev", "dev", DEV_PASSWORD)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "reached 18" in proc.stdout
+
+
+@pytest.mark.parametrize("refused", [True, False])
+def test_a_play_on_the_controller_checks_the_vaults_too(
+        tmp_path: Path, other_password: Path, refused: bool) -> None:
+    # The DR playbooks' first play runs on the implicit localhost, which has
+    # no inventory_dir: the inventory's vaults are found from its sources.
+    if refused:
+        proc = _run(tmp_path, "production", "production", DEV_PASSWORD,
+                    f"production@{DEV_PASSWORD}", hosts="localhost")
+        assert proc.returncode != 0
+        assert "vault.yml opens with dev's password" in proc.stdout, proc.stdout[-3000:]
+        assert "reached" not in proc.stdout
+    else:
+        proc = _run(tmp_path, "production", "production", other_password,
+                    f"production@{other_password}", hosts="localhost")
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        assert "reached 18" in proc.stdout
