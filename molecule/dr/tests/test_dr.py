@@ -27,28 +27,14 @@ from typing import Any
 import pytest
 import testinfra.utils.ansible_runner  # noqa: F401 - molecule/conftest.py's hosts fixture needs it loaded
 
-from testbed import pg_host
+from testbed import pg_host, scenario
 
 ROOT = Path(__file__).resolve().parents[3]
 DB = "wops-mol-dr-db"
 REPO = "wops-mol-dr-backup"
 SCRATCH = "wops-mol-dr-scratch"
 VAULT = ROOT / "inventory/dev/group_vars/all/vault.yml"
-VAULT_ID = f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt"
 
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update({
-        "ANSIBLE_LIBRARY": str(ROOT / "plugins/modules"),
-        "ANSIBLE_MODULE_UTILS": str(ROOT / "plugins/module_utils"),
-        "ANSIBLE_FILTER_PLUGINS": str(ROOT / "plugins/filter"),
-        "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
-        "ANSIBLE_VAULT_IDENTITY_LIST": VAULT_ID,
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-    })
-    return env
 
 
 def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -56,8 +42,8 @@ def _playbook(name: str, *args: str) -> subprocess.CompletedProcess[str]:
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
          str(ROOT / "playbooks" / name), *args],
         # ansible-core 2.19 prints task errors on stderr: one stream to search.
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), check=False,
-        cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=scenario.ansible_env(),
+        check=False, cwd=ROOT,
     )
 
 
@@ -175,7 +161,7 @@ def _json_result(output: str) -> dict[str, Any]:
 
 def _checksums_now(tmp_path: Path) -> dict[str, Any]:
     """pg_table_checksums on the primary at a consistent point, as the test's 'remembered time'."""
-    env = dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+    env = dict(scenario.ansible_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     proc = subprocess.run(
         ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], DB, "-b", "--become-user",
@@ -283,7 +269,7 @@ def test_runbook_driver_drills_reports_and_pushes_metrics(
         [str(ROOT / ".venv/bin/python"), str(ROOT / "runbooks/dr_drill.py"),
          "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--report-dir", str(tmp_path),
          "--pushgateway", url, "--quiet"],
-        capture_output=True, text=True, env=_env(), check=False, cwd=ROOT)
+        capture_output=True, text=True, env=scenario.ansible_env(), check=False, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     reports = sorted(tmp_path.glob("dr-drill-*.json"))
     assert len(reports) == 1
@@ -328,7 +314,7 @@ def test_a_drill_without_evidence_fails_and_names_what_is_missing(
             [str(ROOT / ".venv/bin/python"), str(ROOT / "runbooks/dr_drill.py"),
              "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--report-dir", str(tmp_path),
              "-e", json.dumps({"dr_drill_schemas": ["dr_empty"]}), "--quiet"],
-            capture_output=True, text=True, env=_env(), check=False, cwd=ROOT)
+            capture_output=True, text=True, env=scenario.ansible_env(), check=False, cwd=ROOT)
     finally:
         db.run("chmod 0755 %s", waldump)
         hosts[SCRATCH].run("systemctl stop wops-dr-drill.service")
@@ -428,7 +414,7 @@ def test_corrupted_backup_file_fails_verify_and_the_drill(
 
 
 def _module(args: str, *extra: str) -> tuple[int, dict[str, Any], str]:
-    env = dict(_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+    env = dict(scenario.ansible_env(), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     proc = subprocess.run(
         ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], DB, "-b", "--become-user",
