@@ -40,7 +40,7 @@ def _request(host: str, mode: str, kind: str) -> str:
             "Nothing was changed.")
 
 
-@pytest.mark.parametrize(("extra", "message"), [
+_RESTORE = [
     ([], _request("", "new_host", "latest")),
     (["-e", "dr_restore_host=sc1", "-e", "dr_restore_mode=sideways"],
      _request("sc1", "sideways", "latest")),
@@ -49,16 +49,7 @@ def _request(host: str, mode: str, kind: str) -> str:
     (["-e", "dr_restore_host=sc1", "-e", "dr_restore_mode=in_place"],
      _request("sc1", "in_place", "latest")),
     (["-e", "dr_restore_host=db1"], _request("db1", "new_host", "latest")),
-])
-def test_a_bad_restore_request_is_refused_before_the_repository_is_asked(
-        tmp_path: Path, extra: list[str], message: str) -> None:
-    proc = _run(tmp_path, "dr_restore.yml", *extra)
-    out = controller.flat(proc.stdout)
-    assert proc.returncode != 0
-    assert message in out, proc.stdout[-3000:]
-    assert "Ask the repository" not in proc.stdout
-    assert "PLAY [Restore 2/7" not in proc.stdout
-    assert "changed=1" not in proc.stdout
+]
 
 
 def _unsafe(scratch: str, port: int, data_dir: str) -> str:
@@ -71,7 +62,7 @@ def _unsafe(scratch: str, port: int, data_dir: str) -> str:
 _DEFAULT_DIR = "/var/lib/postgresql/dr-drill/warehouse"
 
 
-@pytest.mark.parametrize(("extra", "message"), [
+_DRILL = [
     (["-e", "dr_drill_host=db1"], _unsafe("db1", 5433, _DEFAULT_DIR)),
     (["-e", "dr_drill_host=bk1"], _unsafe("bk1", 5433, _DEFAULT_DIR)),
     (["-e", "dr_drill_port=80"], _unsafe("sc1", 80, _DEFAULT_DIR)),
@@ -81,13 +72,22 @@ _DEFAULT_DIR = "/var/lib/postgresql/dr-drill/warehouse"
      "dr_drill_target_time is set: pass dr_drill_source_checksums too (the 'tables' of a "
      "pg_table_checksums run on the source at that time, consistent_point: true), or drop "
      "dr_drill_target_time and let the drill mark its own target."),
-])
-def test_an_unsafe_drill_is_refused_before_the_repository_is_read(
-        tmp_path: Path, extra: list[str], message: str) -> None:
-    proc = _run(tmp_path, "dr_drill.yml", *extra)
+]
+# What each playbook would do next, had it let the request through.
+_NEXT = {"dr_restore.yml": ("Ask the repository", "PLAY [Restore 2/7"),
+         "dr_drill.yml": ("Read the repository's backups", "PLAY [Drill 2/7")}
+
+
+@pytest.mark.parametrize(("playbook", "extra", "message"),
+                         [("dr_restore.yml", *case) for case in _RESTORE]
+                         + [("dr_drill.yml", *case) for case in _DRILL])
+def test_a_bad_request_is_refused_before_the_repository_is_read(
+        tmp_path: Path, playbook: str, extra: list[str], message: str) -> None:
+    # Restores: a bad host, mode or target; drills: an unsafe scratch host, port or directory.
+    proc = _run(tmp_path, playbook, *extra)
     out = controller.flat(proc.stdout)
     assert proc.returncode != 0
     assert message in out, proc.stdout[-3000:]
-    assert "Read the repository's backups" not in proc.stdout
-    assert "PLAY [Drill 2/7" not in proc.stdout
+    for step in _NEXT[playbook]:
+        assert step not in proc.stdout
     assert "changed=1" not in proc.stdout
