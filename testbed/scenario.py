@@ -33,6 +33,19 @@ def ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def stock_ansible_env(**extra: str) -> dict[str, str]:
+    """ansible_env() with Ansible's own strategy and connection, as over SSH to real hosts.
+
+    Under it a task's environment (a PGPASSWORD, say) is part of the remote
+    command line, which -vvv prints and ps shows: the secret searches run
+    their password changes this way, since mitogen (the testbed's strategy)
+    would pass the environment in-process and hide such a leak from them.
+    """
+    env = ansible_env(ANSIBLE_STRATEGY="linear", **extra)
+    env.pop("ANSIBLE_STRATEGY_PLUGINS", None)
+    return env
+
+
 def playbook(name: str, *args: str, env: dict[str, str] | None = None,
              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a playbook of the scenario's directory (or a path) against its inventory.

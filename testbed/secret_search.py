@@ -20,6 +20,7 @@ The values reach a host only as files copied in with ``podman cp`` (mode
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import tempfile
@@ -37,6 +38,9 @@ _WORK = "/root/.wops-secret-search"
 MIN_LENGTH = 8
 # Written before each process snapshot.
 SAMPLE_MARK = "--wops-sample--"
+# The first play of molecule's prepare step (molecule/_shared/prepare.yml):
+# a molecule run's part of the scenario's Ansible log starts at its last one.
+PREPARE_PLAY = "PLAY [Check the test hosts are booted and reach each other]"
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,27 @@ def secret_values(secrets: Mapping[str, object]) -> dict[str, str]:
         if isinstance(value, str) and len(value) >= MIN_LENGTH:
             out[key] = value
     return out
+
+
+def scenario_log(role: str, host: str) -> str:
+    """This molecule run's Ansible log (ANSIBLE_LOG_PATH), checked to hold its converge.
+
+    The scenario's molecule.yml runs molecule's own plays at -vvv --diff into
+    that log. The first run after the prepare step that has tasks of ``role``
+    must have changed ``host`` (it created what the role manages) and have
+    been written at -vvv (each module's arguments shown).
+    """
+    path = Path(os.environ["ANSIBLE_LOG_PATH"])
+    text = path.read_text(errors="replace")
+    assert PREPARE_PLAY in text, f"{path}: no prepare step in it"
+    text = text[text.rindex(PREPARE_PLAY):]
+    runs = text.split("PLAY RECAP")
+    first = next((i for i, run in enumerate(runs) if f"TASK [{role} : " in run), None)
+    assert first is not None and first + 1 < len(runs), f"{path}: no converge of {role} in it"
+    assert re.search(rf"{re.escape(host)}\s+: ok=\d+\s+changed=[1-9]", runs[first + 1]), \
+        f"{path}: its converge changed nothing on {host}"
+    assert "module_args" in runs[first], f"{path}: not written at -vvv"
+    return text
 
 
 def search_text(place: str, text: str, values: Mapping[str, str]) -> list[Hit]:

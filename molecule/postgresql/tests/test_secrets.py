@@ -1,19 +1,24 @@
 """No secret where it must not be, after a converge and a password change.
 
-The converge runs as an operator debugging it would (-vvv --diff) and changes
-the reporting role's password to a known new value, then a second run puts
-the vault's value back. Every secret of the dev vault, and the new password,
-is then searched for in: both runs' output, each host's /var/log and journal,
-the process arguments sampled inside each host during both runs, and every
-file under /etc, /var, /srv, /opt, /home, /root, /run and /tmp that a user
-other than its owner may read (reports/secret-search-postgresql.txt lists
-the places and hits).
+The scenario's own converge and idempotence run as an operator debugging them
+would (-vvv --diff, molecule.yml), their output kept in the Ansible log of the
+scenario (ANSIBLE_LOG_PATH). This check changes the reporting role's password
+to a known new value with the password stages of the converge (-vvv --diff),
+then a second run puts the vault's value back. Every secret of the dev vault,
+and the new password, is then searched for in: the scenario's Ansible log
+(converge, idempotence, every check's playbook run), both runs' output, each
+host's /var/log and journal, the process arguments sampled inside each host
+during both runs, and every file under /etc, /var, /srv, /opt, /home, /root,
+/run and /tmp that a user other than its owner may read
+(reports/secret-search-postgresql.txt lists the places and hits).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -25,6 +30,8 @@ PROXY = "wops-mol-pg-proxy"
 NEW_PASSWORD = "Rotated-reporting-2b7e41c9"
 # Groups whose own service reads its group-readable secret files.
 SERVICE_GROUPS = {"postgres"}
+# The tags of the converge's password stages: roles in PostgreSQL, pgBouncer's auth file.
+PASSWORD_TAGS = "postgresql_objects,pgbouncer_auth"
 
 
 def _stored_verifier(host: Any, role: str) -> str:
@@ -54,19 +61,20 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
         os.chmod(extra.name, 0o600)
         yaml.safe_dump({"vault_postgresql_reporting_password": NEW_PASSWORD}, extra)
     # Two runs, each sampled; the checks' own logins (a password in their
-    # arguments) run between them, unsampled.
+    # arguments) run between them, unsampled. The change runs with Ansible's
+    # own strategy and connection (command lines as over SSH).
     samplers = [secret_search.ProcessSampler(hosts), secret_search.ProcessSampler(hosts)]
     try:
         with samplers[0]:
-            change = scenario.playbook("converge.yml", "-vvv", "--diff", "-e", f"@{extra.name}")
+            change = scenario.playbook("converge.yml", "-vvv", "--diff", "--tags", PASSWORD_TAGS,
+                                       "-e", f"@{extra.name}", env=scenario.stock_ansible_env())
     finally:
         os.unlink(extra.name)
     assert change.returncode == 0, change.stdout[-3000:]
     changed = _stored_verifier(primary, "reporting")
     login_new = _login_through_pgbouncer(primary, NEW_PASSWORD)
     with samplers[1]:
-        back = scenario.playbook("converge.yml", "-vvv", "--diff",
-                                 "--tags", "postgresql_objects,pgbouncer_auth")
+        back = scenario.playbook("converge.yml", "-vvv", "--diff", "--tags", PASSWORD_TAGS)
     assert back.returncode == 0, back.stdout[-3000:]
 
     # The change happened (so the runs did handle the secret), and was undone.
@@ -76,7 +84,12 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
         primary, secrets["vault_postgresql_reporting_password"]).rc == 0
     assert _stored_verifier(primary, "reporting") != changed
 
-    runs = {"converge -vvv --diff (password change)": change.stdout,
+    # The podman connection prints each remote command line at -vvv ("RUN [... /bin/sh -c ...]").
+    assert re.search(r"RUN \[.*/bin/sh -c", change.stdout), \
+        "the change did not run on Ansible's connection"
+    runs = {"Ansible log (converge, idempotence, checks; -vvv --diff)":
+                secret_search.scenario_log("postgresql", PRIMARY),
+            "converge -vvv --diff, Ansible's connection (password change)": change.stdout,
             "converge -vvv --diff (password back)": back.stdout}
     hits = [hit for place, out in runs.items()
             for hit in secret_search.search_text(place, out, values)]
@@ -116,3 +129,25 @@ def test_the_search_finds_a_planted_secret(hosts: dict[str, Any]) -> None:
     with secret_search.ProcessSampler([PROXY]) as sampler:
         host.run("sh -c 'sleep 1 # %s'", canary)
     assert sampler.hits({"canary": canary})[0], "a process argument was not sampled"
+
+
+def test_a_secret_in_a_task_environment_is_found(tmp_path: Path) -> None:
+    """A task that passes a secret through environment: leaks it, and the search sees it.
+
+    Under Ansible's own connection (as the password change above runs), the
+    environment is part of the remote command line: in -vvv output and in ps.
+    """
+    canary = "canary-env-8e21b7a4"
+    play = tmp_path / "environment-leak.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "A task with a secret in its environment", "hosts": PROXY,
+        "gather_facts": False,
+        "tasks": [{"name": "Sleep with the canary in the environment",
+                   "ansible.builtin.command": "sleep 2",
+                   "environment": {"PGPASSWORD": canary}}]}]))
+    with secret_search.ProcessSampler([PROXY]) as sampler:
+        run = scenario.playbook(str(play), "-vvv", env=scenario.stock_ansible_env())
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert secret_search.search_text("output", run.stdout, {"canary": canary}), \
+        "-vvv output of Ansible's connection did not show the task's environment"
+    assert sampler.hits({"canary": canary})[0], "ps did not show the task's environment"
