@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testbed import airflow_checks
+from testbed import airflow_checks, scenario
 
 HOST = "wops-mol-af-db"
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
@@ -40,11 +40,12 @@ def _pids(host: Any) -> dict[str, str]:
 
 
 def _side_effect(*extra: str) -> subprocess.CompletedProcess[str]:
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    """side_effect.yml with extra arguments; stdout holds both streams, results as JSON."""
+    scenario_dir = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         str(scenario / "side_effect.yml"), *extra],
-        capture_output=True, text=True, check=False,
+         str(scenario_dir / "side_effect.yml"), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
              "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
     )
@@ -254,11 +255,17 @@ def test_a_failed_migration_leaves_the_old_release_serving(hosts: dict[str, Any]
         "-e", '{"airflow_extra_packages": ["apache-airflow-providers-fab", "async-timeout"]}',
         "-e", "airflow_migrate_db_port=1")
     assert proc.returncode != 0
-    # Ansible wraps long error lines: compare with whitespace collapsed.
-    output = " ".join((proc.stdout + proc.stderr).split())
-    assert "Migrate the metadata database" in output
-    assert "Connection refused" in output, output[-3000:]
-    assert "Point current at the release" not in output
+    # The run stopped at the migration, with airflow db migrate's own error:
+    # the one failure is that task's, its command is the migration, and it
+    # could not reach PostgreSQL on the port it was given.
+    failed = scenario.failures(proc.stdout)
+    assert [(task, host) for task, host, _ in failed] == [
+        ("airflow : Migrate the metadata database", HOST)], proc.stdout[-3000:]
+    result = failed[0][2]
+    assert result["cmd"][-2:] == ["db", "migrate"] and result["rc"] != 0, result
+    error = result.get("stderr", "") + result.get("stdout", "")
+    assert "port 1 failed: Connection refused" in error, error[-3000:]
+    assert "Point current at the release" not in proc.stdout
     installed = host.check_output("ls /opt/airflow/venvs").split()
     assert len(installed) >= 2, installed
     assert host.check_output("readlink /opt/airflow/current") == current
