@@ -237,6 +237,10 @@ def test_a_component_setting_restarts_that_component_only(hosts: dict[str, Any])
         {c: before[c] for c in COMPONENTS if c != "dag-processor"}
     assert f"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=\"{interval}\"" in host.file(
         "/etc/airflow/dag-processor.env").content_string
+    # The restarted process runs with the new value, as systemd read it from that file.
+    running = airflow_checks.environment(host, "dag-processor")
+    assert running.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL") == str(interval), running.get(
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL")
     health = _health(host)
     assert {p.get("status") for p in health.values()} == {"healthy"}, health
 
@@ -290,7 +294,26 @@ EXPECTED_SECRETS = {
 def test_each_component_holds_only_the_secrets_it_needs(
         hosts: dict[str, Any], secrets: dict[str, str]) -> None:
     host = hosts[HOST]
-    held = {c: airflow_checks.secrets_held(host, c, secrets) for c in COMPONENTS}
-    assert held == EXPECTED_SECRETS
+    # What systemd hands each component: its environment files and the unit's
+    # own Environment=, exactly the listed secrets.
+    given = {c: airflow_checks.secrets_given(host, c, secrets) for c in COMPONENTS}
+    assert given == EXPECTED_SECRETS
+    # What each running process was started with (/proc/<MainPID>/environ):
+    # no secret beyond those, whichever way it came.
+    started = {c: airflow_checks.environment(host, c) for c in COMPONENTS}
+    for component, env in started.items():
+        extra = airflow_checks.keys_in(airflow_checks.env_text(env), secrets) \
+            - EXPECTED_SECRETS[component]
+        assert not extra, (component, sorted(extra))
+    # The dag-processor, whose children import the DAG files, sets no process
+    # title over its environ: it holds every variable its files assign (so
+    # this is the environment systemd started it with), and in it exactly its
+    # own secrets, the fernet key and the database URL, and neither the JWT
+    # secret nor [api] secret_key.
+    dag_processor = started["dag-processor"]
+    assigned = airflow_checks.variables_in(airflow_checks.environment_files(host, "dag-processor"))
+    assert assigned and assigned <= set(dag_processor), sorted(assigned - set(dag_processor))
+    assert airflow_checks.keys_in(airflow_checks.env_text(dag_processor), secrets) \
+        == EXPECTED_SECRETS["dag-processor"]
     # Every component is healthy with only those.
     assert {part.get("status") for part in _health(host).values()} == {"healthy"}
