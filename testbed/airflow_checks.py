@@ -4,11 +4,13 @@
     result = execution_api_health(host)        # the Task SDK's client, over TLS
     env = environment(host, "scheduler")
     keys = secrets_held(host, "celery-worker", secrets)   # vault keys, by value
+    keys = secrets_given(host, "dag-processor", secrets)  # what systemd hands it
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -110,11 +112,32 @@ def environment_files(host: Any, component: str) -> str:
     return "\n".join(host.file(path).content_string for path in paths)
 
 
+def unit_environment(host: Any, component: str) -> str:
+    """The variables airflow-<component>'s unit sets itself (Environment=), as systemd has them."""
+    out: str = host.check_output("systemctl show -p Environment --value airflow-%s", component)
+    return out
+
+
+def variables_in(text: str) -> set[str]:
+    """The names an environment file (NAME="value" lines) assigns."""
+    return set(re.findall(r"^\s*([A-Za-z_][A-Za-z0-9_]*)=", text, re.M))
+
+
+def env_text(env: Mapping[str, str]) -> str:
+    """An environment as NAME=value lines, for keys_in."""
+    return "\n".join(f"{k}={v}" for k, v in env.items())
+
+
+def secrets_given(host: Any, component: str, secrets: Mapping[str, object]) -> set[str]:
+    """The vault keys whose value systemd hands airflow-<component>, whatever variable
+    carries it: in the files it reads into the environment or the unit's own Environment=."""
+    return keys_in(environment_files(host, component) + "\n" + unit_environment(host, component),
+                   secrets)
+
+
 def secrets_held(host: Any, component: str, secrets: Mapping[str, object]) -> set[str]:
     """The vault keys whose value the component is given, by value, whatever variable
-    carries it: in the files systemd reads into its environment, or in its running
-    process's environment (which Airflow's process titles may overwrite)."""
-    env = environment(host, component)
-    given = environment_files(host, component) + "\n" + "\n".join(
-        f"{k}={v}" for k, v in env.items())
-    return keys_in(given, secrets)
+    carries it: what systemd hands it (secrets_given), or what its running process's
+    environment holds (which Airflow's process titles may overwrite)."""
+    return secrets_given(host, component, secrets) | keys_in(
+        env_text(environment(host, component)), secrets)

@@ -5,13 +5,24 @@ The verifier's environment already points Ansible at the scenario's config
 roles and dev vault, which that config names relative to the project.
 
     proc = playbook("converge.yml", "--limit", "wops-mol-pg-primary")
+
+and reading what a run printed under one task, rather than anywhere in it
+(a task's banner is printed when it is skipped too, so its name in the output
+proves nothing by itself):
+
+    assert "changed: [wops-mol-pg-replica]" in task_output(
+        proc.stdout, "Copy the primary with pg_basebackup")
+    failed = failures(proc.stdout)   # with ANSIBLE_CALLBACK_RESULT_FORMAT=json
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VAULT_ID = f"dev@{ROOT}/inventory/dev/vault-password.DEV-ONLY.txt"
@@ -60,3 +71,48 @@ def playbook(name: str, *args: str, env: dict[str, str] | None = None,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=env or ansible_env(), check=False, cwd=cwd,
     )
+
+
+# Where each task's or handler's output begins (and a play's, and the recap).
+_BANNER = re.compile(r"^(?=(?:TASK|RUNNING HANDLER) \[|PLAY \[|PLAY RECAP)", re.M)
+_TASK_NAME = re.compile(r"^(?:TASK|RUNNING HANDLER) \[(?P<name>.*)\] \*+$", re.M)
+_FAILED = re.compile(r"^fatal: \[(?P<host>[^\]]+)\]: FAILED! => ", re.M)
+
+
+def _sections(output: str) -> list[tuple[str, str]]:
+    """(banner name, text) of every task and handler section of a run's output, in order."""
+    found = []
+    for section in _BANNER.split(output):
+        match = _TASK_NAME.match(section)
+        if match:
+            found.append((match.group("name"), section))
+    return found
+
+
+def _is_task(banner: str, task: str) -> bool:
+    """Whether a banner ('role : name' or 'name') is the task named (with or without its role)."""
+    return banner == task or banner.endswith(f" : {task}")
+
+
+def task_output(output: str, task: str) -> str:
+    """What a run printed under the banners of one task (or handler): its host lines.
+
+    ``task`` is the name as written in the role, with or without the
+    ``role : `` prefix Ansible prints; "" when the run never reached it.
+    """
+    return "".join(text for name, text in _sections(output) if _is_task(name, task))
+
+
+def failures(output: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every ``fatal: [host]: FAILED! => {...}`` of a run: (task, host, the task's result).
+
+    The run must print results as JSON (ANSIBLE_CALLBACK_RESULT_FORMAT=json);
+    the task is its banner name ('role : name').
+    """
+    found = []
+    decoder = json.JSONDecoder()
+    for name, text in _sections(output):
+        for match in _FAILED.finditer(text):
+            result, _end = decoder.raw_decode(text, match.end())
+            found.append((name, match.group("host"), result))
+    return found

@@ -1,4 +1,5 @@
-"""The testbed's own checks: name resolution on podman networks, peers reached.
+"""The testbed's own checks: name resolution on podman networks, peers reached,
+a run's output read task by task.
 
 The podman stand-ins below answer only what scripts/lib.sh asks; what is under
 test is lib.sh's decision and its message, on a machine whose podman would
@@ -15,6 +16,8 @@ from types import ModuleType
 
 import pytest
 import yaml
+
+from testbed import scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -144,3 +147,42 @@ def test_every_scenario_prepares_through_the_testbed_check(scenario: str) -> Non
     assert plays[0].get("ansible.builtin.import_playbook") == "../_shared/prepare.yml"
     shared = yaml.safe_load((ROOT / "molecule/_shared/prepare.yml").read_text())
     assert shared[0]["ansible.builtin.import_playbook"].endswith("playbooks/testbed_ready.yml")
+
+
+# A run as the default callback prints it with JSON results and profile_tasks
+# (the fatal result is one line).
+_RUN = """
+PLAY [Converge the airflow role again] *****************************************
+
+TASK [airflow : Check for pending migrations with the release's Airflow] *******
+Monday 01 June 2026  10:00:00 +0000 (0:00:01.000)       0:00:05.000 **********
+ok: [wops-mol-af-db]
+
+TASK [airflow : Copy the primary] **********************************************
+skipping: [wops-mol-af-db]
+
+TASK [airflow : Migrate the metadata database] *********************************
+Monday 01 June 2026  10:00:01 +0000 (0:00:01.000)       0:00:06.000 **********
+fatal: [wops-mol-af-db]: FAILED! => {"changed": true, "cmd": ["airflow", "db", "migrate"], \
+"rc": 1, "stderr": "port 1 failed: Connection refused"}
+
+PLAY RECAP *********************************************************************
+wops-mol-af-db             : ok=1    changed=0    unreachable=0    failed=1    skipped=1
+"""
+
+
+def test_task_output_is_what_was_printed_under_that_task() -> None:
+    skipped = scenario.task_output(_RUN, "Copy the primary")
+    assert skipped.startswith("TASK [airflow : Copy the primary]")
+    assert "skipping: [wops-mol-af-db]" in skipped and "fatal" not in skipped
+    assert scenario.task_output(_RUN, "airflow : Copy the primary") == skipped
+    assert scenario.task_output(_RUN, "Point current at the release") == ""
+    assert "PLAY RECAP" not in scenario.task_output(_RUN, "Migrate the metadata database")
+
+
+def test_failures_are_parsed_per_task() -> None:
+    assert scenario.failures(_RUN) == [(
+        "airflow : Migrate the metadata database", "wops-mol-af-db",
+        {"changed": True, "cmd": ["airflow", "db", "migrate"], "rc": 1,
+         "stderr": "port 1 failed: Connection refused"})]
+    assert scenario.failures(scenario.task_output(_RUN, "Copy the primary")) == []

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from testbed import airflow_checks
+from testbed import airflow_checks, scenario
 
 HOST = "wops-mol-af-db"
 COMPONENTS = ["api-server", "scheduler", "dag-processor", "triggerer"]
@@ -40,11 +40,12 @@ def _pids(host: Any) -> dict[str, str]:
 
 
 def _side_effect(*extra: str) -> subprocess.CompletedProcess[str]:
-    scenario = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
+    """side_effect.yml with extra arguments; stdout holds both streams, results as JSON."""
+    scenario_dir = Path(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         str(scenario / "side_effect.yml"), *extra],
-        capture_output=True, text=True, check=False,
+         str(scenario_dir / "side_effect.yml"), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
              "ANSIBLE_CALLBACK_RESULT_FORMAT": "json"},
     )
@@ -236,6 +237,10 @@ def test_a_component_setting_restarts_that_component_only(hosts: dict[str, Any])
         {c: before[c] for c in COMPONENTS if c != "dag-processor"}
     assert f"AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL=\"{interval}\"" in host.file(
         "/etc/airflow/dag-processor.env").content_string
+    # The restarted process runs with the new value, as systemd read it from that file.
+    running = airflow_checks.environment(host, "dag-processor")
+    assert running.get("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL") == str(interval), running.get(
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL")
     health = _health(host)
     assert {p.get("status") for p in health.values()} == {"healthy"}, health
 
@@ -254,11 +259,17 @@ def test_a_failed_migration_leaves_the_old_release_serving(hosts: dict[str, Any]
         "-e", '{"airflow_extra_packages": ["apache-airflow-providers-fab", "async-timeout"]}',
         "-e", "airflow_migrate_db_port=1")
     assert proc.returncode != 0
-    # Ansible wraps long error lines: compare with whitespace collapsed.
-    output = " ".join((proc.stdout + proc.stderr).split())
-    assert "Migrate the metadata database" in output
-    assert "Connection refused" in output, output[-3000:]
-    assert "Point current at the release" not in output
+    # The run stopped at the migration, with airflow db migrate's own error:
+    # the one failure is that task's, its command is the migration, and it
+    # could not reach PostgreSQL on the port it was given.
+    failed = scenario.failures(proc.stdout)
+    assert [(task, host) for task, host, _ in failed] == [
+        ("airflow : Migrate the metadata database", HOST)], proc.stdout[-3000:]
+    result = failed[0][2]
+    assert result["cmd"][-2:] == ["db", "migrate"] and result["rc"] != 0, result
+    error = result.get("stderr", "") + result.get("stdout", "")
+    assert "port 1 failed: Connection refused" in error, error[-3000:]
+    assert "Point current at the release" not in proc.stdout
     installed = host.check_output("ls /opt/airflow/venvs").split()
     assert len(installed) >= 2, installed
     assert host.check_output("readlink /opt/airflow/current") == current
@@ -283,7 +294,26 @@ EXPECTED_SECRETS = {
 def test_each_component_holds_only_the_secrets_it_needs(
         hosts: dict[str, Any], secrets: dict[str, str]) -> None:
     host = hosts[HOST]
-    held = {c: airflow_checks.secrets_held(host, c, secrets) for c in COMPONENTS}
-    assert held == EXPECTED_SECRETS
+    # What systemd hands each component: its environment files and the unit's
+    # own Environment=, exactly the listed secrets.
+    given = {c: airflow_checks.secrets_given(host, c, secrets) for c in COMPONENTS}
+    assert given == EXPECTED_SECRETS
+    # What each running process was started with (/proc/<MainPID>/environ):
+    # no secret beyond those, whichever way it came.
+    started = {c: airflow_checks.environment(host, c) for c in COMPONENTS}
+    for component, env in started.items():
+        extra = airflow_checks.keys_in(airflow_checks.env_text(env), secrets) \
+            - EXPECTED_SECRETS[component]
+        assert not extra, (component, sorted(extra))
+    # The dag-processor, whose children import the DAG files, sets no process
+    # title over its environ: it holds every variable its files assign (so
+    # this is the environment systemd started it with), and in it exactly its
+    # own secrets, the fernet key and the database URL, and neither the JWT
+    # secret nor [api] secret_key.
+    dag_processor = started["dag-processor"]
+    assigned = airflow_checks.variables_in(airflow_checks.environment_files(host, "dag-processor"))
+    assert assigned and assigned <= set(dag_processor), sorted(assigned - set(dag_processor))
+    assert airflow_checks.keys_in(airflow_checks.env_text(dag_processor), secrets) \
+        == EXPECTED_SECRETS["dag-processor"]
     # Every component is healthy with only those.
     assert {part.get("status") for part in _health(host).values()} == {"healthy"}

@@ -39,7 +39,7 @@ def test_broker_needs_its_password_and_listens_privately(
     assert "NOAUTH" in denied.stdout + denied.stderr
     ok = sched.run("REDISCLI_AUTH=%s redis-cli -h 127.0.0.1 ping",
                    secrets["vault_redis_password"])
-    assert ok.stdout.strip() == "PONG"
+    assert ok.rc == 0 and ok.stdout.strip() == "PONG", ok.stdout + ok.stderr
 
 
 def test_workers_reach_the_execution_api_over_tls_checked_with_the_project_ca(

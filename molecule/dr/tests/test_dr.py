@@ -328,13 +328,24 @@ def test_a_drill_without_evidence_fails_and_names_what_is_missing(
     assert report["rpo_seconds"] is None
 
 
+def _changed_since_boot(host: Any) -> list[str]:
+    """'path mtime' of everything under the restore's paths changed since the host was made."""
+    found = host.run("find /var/lib/postgresql /var/log/pgbackrest -newer /etc/hostname "
+                     "-printf '%p %T@\\n'")
+    assert found.rc == 0, found.stderr
+    return sorted(found.stdout.splitlines())
+
+
 def test_restore_beyond_the_archived_wal_is_refused_before_touching_the_host(
         hosts: dict[str, Any], warehouse: dict[str, int], stack: dict[str, str]) -> None:
     scratch = hosts[SCRATCH]
     data_dir = stack["wops_postgresql_data_dir"]
-    scratch.run("mkdir -p %s && touch %s/sentinel", data_dir, data_dir)
-    before = scratch.run("find /var/lib/postgresql /var/log/pgbackrest -newer /etc/hostname "
-                         "-printf '%p %T@\\n' | sort").stdout
+    sentinel = f"{data_dir}/sentinel"
+    made = scratch.run("mkdir -p %s && touch %s", data_dir, sentinel)
+    assert made.rc == 0, made.stderr
+    before = _changed_since_boot(scratch)
+    # The listing sees what a restore would replace: the sentinel in the data directory.
+    assert any(line.startswith(f"{sentinel} ") for line in before), before[-20:]
     future = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat(timespec="seconds")
     play = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={SCRATCH}",
                      "-e", "dr_restore_target_type=time", "-e", f"dr_restore_target={future}")
@@ -343,9 +354,9 @@ def test_restore_beyond_the_archived_wal_is_refused_before_touching_the_host(
     assert "Restore 2/7" not in play.stdout
     recap = play.stdout.split("PLAY RECAP")[-1]
     assert not re.search(r"changed=[1-9]", recap), recap
-    after = scratch.run("find /var/lib/postgresql /var/log/pgbackrest -newer /etc/hostname "
-                        "-printf '%p %T@\\n' | sort").stdout
+    after = _changed_since_boot(scratch)
     assert after == before
+    assert scratch.file(sentinel).is_file
     # An unknown restore point is refused the same way.
     named = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={SCRATCH}",
                       "-e", "dr_restore_target_type=name", "-e", "dr_restore_target=no-such-point")
@@ -388,7 +399,11 @@ def test_corrupted_backup_file_fails_verify_and_the_drill(
     try:
         assert repo.run(f"printf 'corrupt' | dd of={victim} bs=1 seek=64 conv=notrunc").rc == 0
         verify = _pgbackrest(repo, stanza, "--output=text", "--verbose", "verify")
-        assert "status: error" in verify.stdout and "checksum invalid: 1" in verify.stdout
+        # pgbackrest verify reports what it found and exits 0 either way: the
+        # report is the evidence (it prints a status line only when verbose
+        # or in error).
+        assert "status: error" in verify.stdout and "checksum invalid: 1" in verify.stdout, \
+            verify.stdout[-2000:] + verify.stderr[-2000:]
         play = _playbook("dr_drill.yml")
         assert play.returncode != 0
         out = play.stdout
@@ -407,10 +422,12 @@ def test_corrupted_backup_file_fails_verify_and_the_drill(
         assert restore_refused or verify_refused, (damaged, out[-3000:])
         assert not re.search(r"DR drill \S+: VERIFIED", out)
     finally:
-        repo.run("cp -p /root/victim.orig %s", victim)
+        put_back = repo.run("cp -p /root/victim.orig %s", victim)
         hosts[SCRATCH].run("systemctl stop wops-dr-drill.service")
+    assert put_back.rc == 0, put_back.stderr
     verify = _pgbackrest(repo, stanza, "--output=text", "--verbose", "verify")
-    assert "status: ok" in verify.stdout
+    assert verify.rc == 0 and "status: ok" in verify.stdout, \
+        verify.stdout[-2000:] + verify.stderr[-2000:]
 
 
 def _module(args: str, *extra: str) -> tuple[int, dict[str, Any], str]:
@@ -466,14 +483,21 @@ def test_logical_dump_run_list_validate_restore(hosts: dict[str, Any], warehouse
     facts = _sql(hosts[DB], "SELECT count(*) FROM warehouse.fact_sales", db="warehouse_restored")
     assert int(facts) == int(_sql(hosts[DB], "SELECT count(*) FROM warehouse.fact_sales"))
     _sql(hosts[DB], "DROP DATABASE warehouse_restored", db="postgres")
-    # A damaged dump is caught and refused.
-    repo.run("cp -p %s /tmp/damaged.dump && cp -p %s.sha256 /tmp/damaged.dump.sha256", dump, dump)
-    repo.run("printf 'x' | dd of=%s bs=1 seek=200 conv=notrunc", dump)
-    bad = repo.run("runuser -u pgdump -- wops-pgdump validate")
-    assert bad.rc == 1 and "checksum mismatch" in bad.stdout
-    refused = repo.run("runuser -u pgdump -- wops-pgdump restore %s --target-db x --create", dump)
-    assert refused.rc == 1 and "refusing to restore" in refused.stderr
-    repo.run("cp -p /tmp/damaged.dump %s", dump)
+    # A damaged dump is caught and refused (the intact copy is kept aside).
+    kept = repo.run("cp -p %s /tmp/intact.dump", dump)
+    assert kept.rc == 0, kept.stderr
+    damaged = repo.run("printf 'x' | dd of=%s bs=1 seek=200 conv=notrunc", dump)
+    assert damaged.rc == 0, damaged.stderr
+    try:
+        bad = repo.run("runuser -u pgdump -- wops-pgdump validate")
+        assert bad.rc == 1 and "checksum mismatch" in bad.stdout, bad.stdout + bad.stderr
+        refused = repo.run("runuser -u pgdump -- wops-pgdump restore %s --target-db x --create",
+                           dump)
+        assert refused.rc == 1 and "refusing to restore" in refused.stderr, refused.stderr
+    finally:
+        put_back = repo.run("cp -p /tmp/intact.dump %s", dump)
+    assert put_back.rc == 0, put_back.stderr
+    assert repo.run("runuser -u pgdump -- wops-pgdump validate").rc == 0
 
 
 def test_in_place_restore_of_the_latest_state_keeps_archived_commits(
@@ -485,11 +509,17 @@ def test_in_place_restore_of_the_latest_state_keeps_archived_commits(
     play = _playbook("dr_restore.yml", "-e", f"@{VAULT}", "-e", f"dr_restore_host={DB}",
                      "-e", "dr_restore_mode=in_place")
     assert play.returncode == 0, play.stdout[-4000:]
-    assert "Restore 7/7" in play.stdout
+    # Play 6 ran pgBackRest's end-to-end archiving check against the restored
+    # primary (on a host, not skipped).
+    _, banner, rejoin = play.stdout.partition("PLAY [Restore 6/7")
+    assert banner, play.stdout[-4000:]
+    rejoin = rejoin.partition("PLAY [Restore 7/7")[0]
+    checked = scenario.task_output(rejoin, "Check the configuration and WAL archiving end to end")
+    assert re.search(r"^ok: \[", checked, re.M), checked or rejoin[-4000:]
     assert _sql(db, "SELECT pg_is_in_recovery()", db="postgres") == "f"
     assert _sql(db, "SELECT count(*) FROM dr.markers WHERE label = 'before-in-place'") == "1"
     assert int(_sql(db, "SELECT timeline_id FROM pg_control_checkpoint()", db="postgres")) \
         > timeline
-    # The restored primary archives and backs up again (play 6 ran pgbackrest check).
+    # The restored primary archives and backs up again.
     backup = _playbook("backup.yml", "-e", "backup_type=incr")
     assert backup.returncode == 0, backup.stdout[-3000:]

@@ -127,8 +127,12 @@ def test_new_host_restore_fences_the_old_primary_and_prints_the_inventory_change
     assert f"AssertPathExists=!{fence}" in db.check_output("systemctl cat %s", service)
     refused = db.run("systemctl start %s", service)
     assert refused.rc != 0, "systemd started the fenced cluster"
+    # Refused by the fence's assertion, not by some other failure to start.
+    assert db.check_output("systemctl show -p AssertResult --value %s", service) == "no", \
+        refused.stderr
     assert db.run("systemctl is-active --quiet %s", service).rc != 0
-    db.run("systemctl start postgresql.service")
+    umbrella = db.run("systemctl start postgresql.service")
+    assert umbrella.rc == 0, umbrella.stderr
     assert db.run("systemctl is-active --quiet %s", service).rc != 0, \
         "starting postgresql.service (as boot does) started the fenced cluster"
 

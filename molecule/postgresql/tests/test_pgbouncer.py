@@ -51,6 +51,12 @@ def test_client_connects_through_pgbouncer_with_scram_and_tls(
     assert result.rc == 0, result.stderr
     # pgBouncer itself reached PostgreSQL over TLS as the client's role.
     assert result.stdout.strip() == "etl true"
+    # verify-full checked pgBouncer's certificate against the project CA: with
+    # the public CAs instead, the same connection is refused.
+    public = _psql(client, _conn(target, "warehouse", "etl").replace(
+        "sslrootcert=/etc/pgbouncer/tls/ca.crt", "sslrootcert=/etc/ssl/certs/ca-certificates.crt"),
+        "SELECT 1", secrets["vault_postgresql_etl_password"])
+    assert public.rc != 0 and "certificate verify failed" in public.stderr, public.stderr
 
 
 @pytest.mark.parametrize("target", [DB, PROXY])
@@ -59,9 +65,14 @@ def test_wrong_password_and_plaintext_tcp_are_refused(
     client = hosts[DB]
     wrong = _psql(client, _conn(target, "warehouse", "etl"), "SELECT 1", "not-the-password")
     assert wrong.rc != 0 and "SASL authentication failed" in wrong.stderr
-    plain = _psql(client, _conn(target, "warehouse", "etl", ssl="disable"), "SELECT 1",
-                  secrets["vault_postgresql_etl_password"])
-    assert plain.rc != 0
+    password = secrets["vault_postgresql_etl_password"]
+    plain = _psql(client, _conn(target, "warehouse", "etl", ssl="disable"), "SELECT 1", password)
+    # pgBouncer's own refusal of a client without TLS (client_tls_sslmode require).
+    assert plain.rc != 0 and "SSL required" in plain.stderr, plain.stderr
+    # The same connection with TLS gets in: pgBouncer answers, and it is TLS
+    # it asks for.
+    tls = _psql(client, _conn(target, "warehouse", "etl"), "SELECT 1", password)
+    assert tls.rc == 0 and tls.stdout.strip() == "1", tls.stderr
 
 
 @pytest.mark.parametrize("target", [DB, PROXY])
@@ -93,8 +104,10 @@ def test_show_databases_and_pools_reflect_the_config(
                  secrets["vault_postgresql_etl_password"])
     assert used.rc == 0 and used.stdout.strip() == "1", used.stderr
     pools = _psql(client, _conn(target, "pgbouncer", "pgbouncer_admin"), "SHOW POOLS", admin)
+    assert pools.rc == 0, pools.stderr
     assert any(line.startswith("warehouse|etl|") for line in pools.stdout.splitlines())
     config = _psql(client, _conn(target, "pgbouncer", "pgbouncer_admin"), "SHOW CONFIG", admin)
+    assert config.rc == 0, config.stderr
     settings = {line.split("|")[0]: line.split("|")[1] for line in config.stdout.splitlines()}
     assert settings["pool_mode"] == "transaction"
     assert settings["max_client_conn"] == "1000"
@@ -107,9 +120,13 @@ def test_only_listed_networks_and_console_users_get_in(
         hosts: dict[str, Any], secrets: dict[str, str]) -> None:
     etl = secrets["vault_postgresql_etl_password"]
     admin = secrets["vault_pgbouncer_admin_password"]
-    # Application users never reach the admin console, even from the host itself.
+    # Application users never reach the admin console, even from the host
+    # itself: pgBouncer turns away a user that is neither an admin nor a
+    # stats user, and lets the admin in on the same connection.
     console = _psql(hosts[DB], _conn(DB, "pgbouncer", "etl"), "SHOW POOLS", etl)
-    assert console.rc != 0 and "SHOW POOLS" not in console.stdout
+    assert console.rc != 0 and "not allowed" in console.stderr, console.stderr
+    admitted = _psql(hosts[DB], _conn(DB, "pgbouncer", "pgbouncer_admin"), "SHOW POOLS", admin)
+    assert admitted.rc == 0 and admitted.stdout.strip(), admitted.stderr
     # With the client and admin networks narrowed to one that holds no test
     # host, the proxy host is refused; the primary's own clients still get in.
     narrow = json.dumps({"pgbouncer_client_networks": ["10.255.255.0/24"],
@@ -119,10 +136,12 @@ def test_only_listed_networks_and_console_users_get_in(
         assert play.returncode == 0, play.stdout[-3000:]
         assert "RUNNING HANDLER [pgbouncer : Reload pgbouncer]" in play.stdout
         refused = _psql(hosts[PROXY], _conn(DB, "warehouse", "etl"), "SELECT 1", etl)
-        assert refused.rc != 0 and "rejected" in refused.stderr, refused.stderr
+        # pgBouncer's hba: no line for the proxy's address but the final reject.
+        assert refused.rc != 0 and "login rejected" in refused.stderr, refused.stderr
         refused_console = _psql(hosts[PROXY], _conn(DB, "pgbouncer", "pgbouncer_admin"),
                                 "SHOW POOLS", admin)
-        assert refused_console.rc != 0 and "rejected" in refused_console.stderr
+        assert refused_console.rc != 0 and "login rejected" in refused_console.stderr, \
+            refused_console.stderr
         local = _psql(hosts[DB], "host=127.0.0.1 port=6432 dbname=warehouse user=etl "
                       "sslmode=require connect_timeout=5", "SELECT 1", etl)
         assert local.rc == 0 and local.stdout.strip() == "1", local.stderr
@@ -144,6 +163,7 @@ def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
     pid_before = db.check_output("systemctl show -p MainPID --value pgbouncer")
     admin = secrets["vault_pgbouncer_admin_password"]
     before = _psql(db, _conn(DB, "pgbouncer", "pgbouncer_admin"), "SHOW CONFIG", admin)
+    assert before.rc == 0, before.stderr
     current = int(re.search(r"^default_pool_size\|(\d+)\|", before.stdout, re.M).group(1))  # type: ignore[union-attr]
     new_size = current + 5
     report: dict[str, Any] = {}
@@ -182,6 +202,7 @@ def test_pool_change_under_200_clients_reloads_without_dropping_anyone(
     # Same process: reloaded, not restarted; and the new value is in force.
     assert db.check_output("systemctl show -p MainPID --value pgbouncer") == pid_before
     config = _psql(db, _conn(DB, "pgbouncer", "pgbouncer_admin"), "SHOW CONFIG", admin)
+    assert config.rc == 0, config.stderr
     assert f"default_pool_size|{new_size}|" in config.stdout
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 Host = Any
-# login(host, user, password, query, *, db="warehouse", sslmode="verify-full")
+# login(host, user, password, query, *, db="warehouse", sslmode="verify-full",
+#       sslrootcert=<the project CA>, target=<a name to check the certificate for>)
 Login = Callable[..., Any]
 
 # The primary (the replica and the pgBouncer host have checks of their own).
@@ -36,9 +37,15 @@ def sql(host: Host, query: str, *, db: str = "postgres") -> str:
 def login(conf: str) -> Login:
     """Runs a query as an application role over TCP to the host's own name (TLS, the CA)."""
     def run(host: Host, user: str, password: str, query: str, *, db: str = "warehouse",
-            sslmode: str = "verify-full") -> Any:
-        conninfo = (f"host={host.check_output('hostname')} port=5432 dbname={db} user={user} "
-                    f"sslmode={sslmode} sslrootcert={conf}/tls/ca.crt")
+            sslmode: str = "verify-full", sslrootcert: str = f"{conf}/tls/ca.crt",
+            target: str = "") -> Any:
+        # target: a name to check the certificate against other than the host's
+        # own; the connection then goes to the loopback (libpq checks the name
+        # before the server sees the login).
+        where = f"host={target} hostaddr=127.0.0.1" if target else \
+            f"host={host.check_output('hostname')}"
+        conninfo = (f"{where} port=5432 dbname={db} user={user} "
+                    f"sslmode={sslmode} sslrootcert={sslrootcert}")
         return host.run("env PGPASSWORD=%s psql -XAtq %s -c %s", password, conninfo, query)
     return run
 
@@ -85,18 +92,33 @@ def test_tls_is_on_with_the_project_certificate(
     key = host.file(f"{conf}/tls/server.key")
     assert key.user == "postgres" and key.mode == 0o600
     # verify-full: the certificate chains to the CA and names the host.
-    result = login(host, "reporting", secrets["vault_postgresql_reporting_password"],
+    password = secrets["vault_postgresql_reporting_password"]
+    result = login(host, "reporting", password,
                    "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
     assert result.rc == 0, result.stderr
     assert result.stdout.strip().startswith("t|TLSv1.")
+    # And the client really checks both: with the public CAs instead of the
+    # project CA the handshake fails, and with the project CA a name the
+    # certificate does not carry is refused, on the same server.
+    public = login(host, "reporting", password, "SELECT 1",
+                   sslrootcert="/etc/ssl/certs/ca-certificates.crt")
+    assert public.rc != 0 and "certificate verify failed" in public.stderr, public.stderr
+    other = login(host, "reporting", password, "SELECT 1", target="not-this-server.invalid")
+    assert other.rc != 0, other.stdout
+    assert 'does not match host name "not-this-server.invalid"' in other.stderr, other.stderr
 
 
 def test_connections_without_tls_are_rejected(
         host: Host, secrets: dict[str, str], login: Login) -> None:
-    result = login(host, "reporting", secrets["vault_postgresql_reporting_password"],
-                   "SELECT 1", sslmode="disable")
+    password = secrets["vault_postgresql_reporting_password"]
+    result = login(host, "reporting", password, "SELECT 1", sslmode="disable")
     assert result.rc != 0
-    assert "pg_hba.conf rejects connection" in result.stderr
+    # The hostnossl reject line's verdict, for this connection without encryption.
+    assert "pg_hba.conf rejects connection for host" in result.stderr, result.stderr
+    assert 'user "reporting", database "warehouse", no encryption' in result.stderr, result.stderr
+    # The same login with TLS gets in: the server is up, and TLS is what it wants.
+    tls = login(host, "reporting", password, "SELECT 1")
+    assert tls.rc == 0 and tls.stdout.strip() == "1", tls.stderr
 
 
 def test_scram_sha_256_only(host: Host, secrets: dict[str, str], conf: str, login: Login) -> None:

@@ -131,7 +131,8 @@ def test_rejected_hba_line_fails_and_leaves_the_server_alone(
     assert proc.returncode != 0
     assert "PostgreSQL rejects pg_hba.conf built from postgresql_hba_entries" in proc.stdout, \
         proc.stdout[-3000:]
-    assert "clientcert" in proc.stdout
+    # The message quotes the rejected line, option and all.
+    assert "clientcert=sometimes" in proc.stdout, proc.stdout[-3000:]
     assert host.file(hba_file).content_string == hba
     assert started(host) == before
     assert sql(host, "SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL") == "0"
