@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from testbed import airflow_checks, scenario
 
@@ -159,6 +160,33 @@ def test_metadata_goes_through_pgbouncer_and_secrets_stay_private(
     # Secrets never land in airflow.cfg (Airflow writes random ones there
     # itself when the file is missing).
     assert "fernet_key" not in cfg and "jwt_secret" not in cfg
+
+
+def test_database_clients_check_the_server_certificate(
+        hosts: dict[str, Any], secrets: dict[str, str]) -> None:
+    """Airflow's metadata URL, its warehouse connection and the ETL use verify-full."""
+    host = hosts[HOST]
+    ca = "/etc/airflow/ca.crt"
+    scheduler = airflow_checks.environment(host, "scheduler")
+    url = urlsplit(scheduler["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    query = parse_qs(url.query)
+    assert query.get("sslmode") == ["verify-full"] and query.get("sslrootcert") == [ca], url.query
+    connection = json.loads(host.check_output("cat /etc/airflow/secrets/connections.json"))
+    extra = json.loads(next(iter(connection.values()))["extra"])
+    assert extra == {"sslmode": "verify-full", "sslrootcert": ca}, extra
+    etl = host.check_output("cat /etc/warehouse-etl/etl.env")
+    assert "sslmode=verify-full sslrootcert=/etc/warehouse-etl/ca.crt" in etl, etl
+    # What verify-full does with these settings: the server's certificate is
+    # checked against the project CA (a login), and refused against the
+    # public CAs alone, so a server with another certificate is never talked to.
+    login = (f"host={url.hostname} port={url.port} dbname=airflow user=airflow "
+             "sslmode=verify-full connect_timeout=10 sslrootcert=")
+    password = secrets["vault_postgresql_airflow_password"]
+    ok = host.run("PGPASSWORD=%s psql %s -XAtc 'SELECT 1'", password, login + ca)
+    assert ok.rc == 0 and ok.stdout.strip() == "1", ok.stderr
+    public = host.run("PGPASSWORD=%s psql %s -XAtc 'SELECT 1'", password,
+                      login + "/etc/ssl/certs/ca-certificates.crt")
+    assert public.rc != 0 and "certificate verify failed" in public.stderr, public.stderr
 
 
 def test_the_dag_file_parses_in_the_release_without_side_effects(hosts: dict[str, Any]) -> None:

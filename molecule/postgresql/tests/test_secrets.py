@@ -30,8 +30,9 @@ PROXY = "wops-mol-pg-proxy"
 NEW_PASSWORD = "Rotated-reporting-2b7e41c9"
 # Groups whose own service reads its group-readable secret files.
 SERVICE_GROUPS = {"postgres"}
-# The tags of the converge's password stages: roles in PostgreSQL, pgBouncer's auth file.
-PASSWORD_TAGS = "postgresql_objects,pgbouncer_auth"
+# The converge's stages that handle passwords: roles in PostgreSQL, pgBouncer's
+# auth file, and pgBouncer's configure stage (it logs in to check its config).
+PASSWORD_TAGS = "postgresql_objects,pgbouncer_auth,pgbouncer_configure"
 
 
 def _stored_verifier(host: Any, role: str) -> str:
