@@ -61,8 +61,12 @@ def other_password(tmp_path: Path) -> Path:
     return path
 
 
-def test_a_production_vault_labelled_dev_is_refused(tmp_path: Path) -> None:
-    proc = _run(tmp_path, "production", "dev", DEV_PASSWORD)
+OUTSIDE_DEV = pytest.mark.parametrize("environment", ["staging", "production"])
+
+
+@OUTSIDE_DEV
+def test_a_production_vault_labelled_dev_is_refused(tmp_path: Path, environment: str) -> None:
+    proc = _run(tmp_path, environment, "dev", DEV_PASSWORD)
     assert proc.returncode != 0
     # Labelled dev and opened by dev's password: the password is named first.
     assert "vault.yml opens with dev's password" in proc.stdout, proc.stdout[-3000:]
@@ -70,10 +74,12 @@ def test_a_production_vault_labelled_dev_is_refused(tmp_path: Path) -> None:
     assert "s3cret-probe-value" not in proc.stdout
 
 
-def test_a_production_vault_that_dev_password_opens_is_refused(tmp_path: Path) -> None:
-    # Labelled production, but encrypted with dev's password (and given as production's).
-    proc = _run(tmp_path, "production", "production", DEV_PASSWORD,
-                f"production@{DEV_PASSWORD}")
+@OUTSIDE_DEV
+def test_a_production_vault_that_dev_password_opens_is_refused(
+        tmp_path: Path, environment: str) -> None:
+    # Labelled for its environment, but encrypted with dev's password (and given as its own).
+    proc = _run(tmp_path, environment, environment, DEV_PASSWORD,
+                f"{environment}@{DEV_PASSWORD}")
     assert proc.returncode != 0
     assert "vault.yml opens with dev's password" in proc.stdout, proc.stdout[-3000:]
     assert "reached" not in proc.stdout

@@ -194,3 +194,42 @@ def test_the_changed_inventory_serves_the_restored_rows_from_the_new_primary(
     db = hosts[DB]
     assert db.run("systemctl is-active --quiet %s", stack["wops_postgresql_service"]).rc != 0
     assert db.file(stack["wops_postgresql_fence_file"]).exists
+
+
+def test_dr_fence_fences_an_old_primary_that_answers_again(
+        hosts: dict[str, Any], restore: dict[str, Any], old_inventory: list[Path],
+        stack: dict[str, str]) -> None:
+    """playbooks/dr_fence.yml, for an old primary the restore could not reach.
+
+    The old primary is put back as such a host is when it answers again: no
+    marker, no drop-in, PostgreSQL running. dr_fence.yml fences it as the
+    restore would have: stopped, marker naming the new primary, starts refused.
+    """
+    db = hosts[DB]
+    service, fence = stack["wops_postgresql_service"], stack["wops_postgresql_fence_file"]
+    dropin = f"/etc/systemd/system/{service}.service.d/50-warehouse-ops-fence.conf"
+    unfenced = db.run("rm -f %s %s && systemctl daemon-reload && systemctl start %s",
+                      fence, dropin, service)
+    assert unfenced.rc == 0, unfenced.stderr
+    assert db.run("systemctl is-active --quiet %s", service).rc == 0
+    assert _sql(db, "SELECT pg_is_in_recovery()", db="postgres") == "f"
+
+    play = _run(ROOT / "playbooks/dr_fence.yml", old_inventory, "-e", f"@{VAULT}",
+                "-e", f"dr_fence_host={DB}", "-e", f"dr_fence_new_primary={SCRATCH}")
+    out = controller.flat(play.stdout)
+    assert play.returncode == 0, out[-4000:]
+    assert f"{DB} is fenced: {fence} names {SCRATCH} as the primary" in out, out[-4000:]
+    assert db.run("systemctl is-active --quiet %s", service).rc != 0
+    marker = db.file(fence).content_string
+    assert f"new_primary={SCRATCH}" in marker and f"host={DB}" in marker
+    assert "(fenced afterwards with playbooks/dr_fence.yml)" in marker
+    assert db.file(dropin).contains(f"AssertPathExists=!{fence}")
+    refused = db.run("systemctl start %s", service)
+    assert refused.rc != 0, "systemd started the fenced cluster"
+    assert db.run("systemctl is-active --quiet %s", service).rc != 0
+    # A request that names no new primary is refused before any host is touched.
+    bad = _run(ROOT / "playbooks/dr_fence.yml", old_inventory, "-e", f"@{VAULT}",
+               "-e", f"dr_fence_host={DB}")
+    assert bad.returncode != 0
+    assert "Set -e dr_fence_host=<host> to the host to fence" in controller.flat(bad.stdout)
+    assert "Nothing was changed" in controller.flat(bad.stdout)
