@@ -103,6 +103,16 @@ def task_output(output: str, task: str) -> str:
     return "".join(text for name, text in _sections(output) if _is_task(name, task))
 
 
+def failed_sections(output: str, limit: int = 6000) -> str:
+    """The sections of a run's output whose tasks failed (fatal: or FAILED!), for a message.
+
+    Their last ``limit`` characters, or the end of the output when none failed.
+    """
+    text = "".join(section for _name, section in _sections(output)
+                   if "fatal: [" in section or "FAILED!" in section)
+    return (text or output)[-limit:]
+
+
 def failures(output: str) -> list[tuple[str, str, dict[str, Any]]]:
     """Every ``fatal: [host]: FAILED! => {...}`` of a run: (task, host, the task's result).
 

@@ -186,3 +186,13 @@ def test_failures_are_parsed_per_task() -> None:
         {"changed": True, "cmd": ["airflow", "db", "migrate"], "rc": 1,
          "stderr": "port 1 failed: Connection refused"})]
     assert scenario.failures(scenario.task_output(_RUN, "Copy the primary")) == []
+
+
+def test_failed_sections_holds_the_failed_task_only() -> None:
+    out = ("\nTASK [a : fine] ****\nok: [h]\n\nTASK [a : broken] ****\n"
+           'fatal: [h]: FAILED! => {"msg": "boom"}\n\nPLAY RECAP ****\nh : ok=1 failed=1\n')
+    text = scenario.failed_sections(out)
+    assert "TASK [a : broken]" in text and "boom" in text
+    assert "a : fine" not in text
+    # Nothing failed: the end of the output.
+    assert scenario.failed_sections("TASK [a : fine] ****\nok: [h]\n", limit=8) == "ok: [h]\n"

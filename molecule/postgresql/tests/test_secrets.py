@@ -71,12 +71,12 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
                                        "-e", f"@{extra.name}", env=scenario.stock_ansible_env())
     finally:
         os.unlink(extra.name)
-    assert change.returncode == 0, change.stdout[-3000:]
+    assert change.returncode == 0, scenario.failed_sections(change.stdout)
     changed = _stored_verifier(primary, "reporting")
     login_new = _login_through_pgbouncer(primary, NEW_PASSWORD)
     with samplers[1]:
         back = scenario.playbook("converge.yml", "-vvv", "--diff", "--tags", PASSWORD_TAGS)
-    assert back.returncode == 0, back.stdout[-3000:]
+    assert back.returncode == 0, scenario.failed_sections(back.stdout)
 
     # The change happened (so the runs did handle the secret), and was undone.
     assert changed != before and changed.startswith("SCRAM-SHA-256$")
