@@ -57,6 +57,12 @@ def stock_ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def ran_on_stock_connection(output: str) -> bool:
+    """Whether a -vvv run went over Ansible's podman connection (stock_ansible_env):
+    it prints each remote command line ("RUN [... /bin/sh -c ...]"), mitogen none."""
+    return re.search(r"RUN \[.*/bin/sh -c", output) is not None
+
+
 def playbook(name: str, *args: str, env: dict[str, str] | None = None,
              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """Run a playbook of the scenario's directory (or a path) against its inventory.

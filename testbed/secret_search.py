@@ -88,6 +88,18 @@ def scenario_log(role: str, host: str) -> str:
     return text
 
 
+def search_runs(role: str, host: str, change: str, back: str,
+                values: Mapping[str, str]) -> tuple[list[Hit], list[str]]:
+    """Hits in Ansible's output: this molecule run's log (scenario_log) and a
+    password change's two runs (the change on Ansible's own connection, and
+    the run that puts the secret back); and the places searched."""
+    runs = {"Ansible log (converge, idempotence, checks; -vvv --diff)": scenario_log(role, host),
+            "converge -vvv --diff, Ansible's connection (password change)": change,
+            "converge -vvv --diff (password back)": back}
+    hits = [hit for place, out in runs.items() for hit in search_text(place, out, values)]
+    return hits, list(runs)
+
+
 def search_text(place: str, text: str, values: Mapping[str, str]) -> list[Hit]:
     """Hits of the values in a text the test holds (Ansible's output, say)."""
     return [Hit(place, key) for key, value in sorted(values.items()) if value in text]

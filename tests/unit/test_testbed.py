@@ -17,7 +17,7 @@ from types import ModuleType
 import pytest
 import yaml
 
-from testbed import scenario
+from testbed import scenario, secret_search
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -196,3 +196,28 @@ def test_failed_sections_holds_the_failed_task_only() -> None:
     assert "a : fine" not in text
     # Nothing failed: the end of the output.
     assert scenario.failed_sections("TASK [a : fine] ****\nok: [h]\n", limit=8) == "ok: [h]\n"
+
+
+def test_a_run_on_the_stock_connection_is_told_from_mitogen() -> None:
+    stock = ("<wops-mol-pg-primary> RUN [b'/usr/bin/podman', b'exec', "
+             "b\"/bin/sh -c 'echo ~ && sleep 0'\"]")
+    assert scenario.ran_on_stock_connection("TASK [x] ***\n" + stock + "\nok: [h]\n")
+    assert not scenario.ran_on_stock_connection("TASK [x] ***\nok: [h] => {}\n/bin/sh -c\n")
+
+
+def test_search_runs_reads_this_molecule_runs_log_and_both_password_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "ansible.log"
+    old = ("PLAY [Check the test hosts are booted and reach each other]\n"
+           "leaked-1234567\nPLAY RECAP\n")
+    this = ("PLAY [Check the test hosts are booted and reach each other]\nPLAY RECAP\nh : ok=1\n"
+            "TASK [postgresql : Create roles] ***\nmodule_args: {}\n"
+            "PLAY RECAP\ndb : ok=9    changed=3    failed=0\n")
+    log.write_text(old + this)
+    monkeypatch.setenv("ANSIBLE_LOG_PATH", str(log))
+    hits, places = secret_search.search_runs(
+        "postgresql", "db", "change has s3cret-value", "back", {"k": "s3cret-value",
+                                                                "o": "leaked-1234567"})
+    assert [(h.place, h.key) for h in hits] == [
+        ("converge -vvv --diff, Ansible's connection (password change)", "k")]
+    assert len(places) == 3

@@ -16,7 +16,6 @@ during both runs, and every file under /etc, /var, /srv, /opt, /home, /root,
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -85,16 +84,10 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
         primary, secrets["vault_postgresql_reporting_password"]).rc == 0
     assert _stored_verifier(primary, "reporting") != changed
 
-    # The podman connection prints each remote command line at -vvv ("RUN [... /bin/sh -c ...]").
-    assert re.search(r"RUN \[.*/bin/sh -c", change.stdout), \
+    assert scenario.ran_on_stock_connection(change.stdout), \
         "the change did not run on Ansible's connection"
-    runs = {"Ansible log (converge, idempotence, checks; -vvv --diff)":
-                secret_search.scenario_log("postgresql", PRIMARY),
-            "converge -vvv --diff, Ansible's connection (password change)": change.stdout,
-            "converge -vvv --diff (password back)": back.stdout}
-    hits = [hit for place, out in runs.items()
-            for hit in secret_search.search_text(place, out, values)]
-    places = list(runs)
+    hits, places = secret_search.search_runs("postgresql", PRIMARY, change.stdout, back.stdout,
+                                             values)
     for sampler in samplers:
         sampled_hits, sampled_places = sampler.hits(values)
         hits += sampled_hits
