@@ -57,10 +57,17 @@ def stock_ansible_env(**extra: str) -> dict[str, str]:
     return env
 
 
+# A module run by Ansible's podman connection, as -vvv prints it: podman exec
+# of /bin/sh -c with the Python that runs the module (directly, or inside a
+# become command).
+_STOCK_MODULE_RUN = re.compile(r"RUN \[b'[^']*podman', b'exec', .*b'/bin/sh', b'-c', .*python")
+
+
 def ran_on_stock_connection(output: str) -> bool:
-    """Whether a -vvv run went over Ansible's podman connection (stock_ansible_env):
-    it prints each remote command line ("RUN [... /bin/sh -c ...]"), mitogen none."""
-    return re.search(r"RUN \[.*/bin/sh -c", output) is not None
+    """Whether a -vvv run ran modules over Ansible's podman connection
+    (stock_ansible_env). Under mitogen the connection prints only what it does
+    besides modules (podman mount, raw commands)."""
+    return _STOCK_MODULE_RUN.search(output) is not None
 
 
 def playbook(name: str, *args: str, env: dict[str, str] | None = None,

@@ -199,10 +199,18 @@ def test_failed_sections_holds_the_failed_task_only() -> None:
 
 
 def test_a_run_on_the_stock_connection_is_told_from_mitogen() -> None:
-    stock = ("<wops-mol-pg-primary> RUN [b'/usr/bin/podman', b'exec', "
-             "b\"/bin/sh -c 'echo ~ && sleep 0'\"]")
-    assert scenario.ran_on_stock_connection("TASK [x] ***\n" + stock + "\nok: [h]\n")
-    assert not scenario.ran_on_stock_connection("TASK [x] ***\nok: [h] => {}\n/bin/sh -c\n")
+    # Lines as Ansible's podman connection prints them at -vvv.
+    run = "<db> RUN [b'/usr/bin/podman', b'exec', b'db', b'/bin/sh', b'-c', "
+    module = run + "b'/usr/bin/python3 /root/.ansible/tmp/t/AnsiballZ_ping.py && sleep 0']"
+    become = (run + "b\"sudo -H -S -n  -u nobody /bin/sh -c 'echo BECOME-SUCCESS-x ; "
+              "/usr/bin/python3 /var/tmp/t/AnsiballZ_ping.py' && sleep 0\"]")
+    # What a run under mitogen prints of the connection: no module goes through it.
+    mitogen = ("<db> RUN [b'/usr/bin/podman', b'mount', b'db']\n"
+               + run + "b'echo ~root && sleep 0']\nok: [db] => {}\n")
+    assert scenario.ran_on_stock_connection("TASK [x] ***\n" + module + "\nok: [db]\n")
+    assert scenario.ran_on_stock_connection("TASK [x] ***\n" + become + "\nok: [db]\n")
+    assert not scenario.ran_on_stock_connection("TASK [x] ***\n" + mitogen)
+    assert not scenario.ran_on_stock_connection("TASK [x] ***\nok: [h] => {}\n/bin/sh -c python\n")
 
 
 def test_search_runs_reads_this_molecule_runs_log_and_both_password_runs(
