@@ -229,3 +229,34 @@ def test_search_runs_reads_this_molecule_runs_log_and_both_password_runs(
     assert [(h.place, h.key) for h in hits] == [
         ("converge -vvv --diff, Ansible's connection (password change)", "k")]
     assert len(places) == 3
+
+
+def test_a_failed_scenarios_summary_names_each_failed_check_and_task(tmp_path: Path) -> None:
+    # bin/test's failure_summary, run on a log shaped as molecule writes one.
+    text = (ROOT / "bin/test").read_text()
+    function = text[text.index("failure_summary() {"):text.index("\n}\n", text.index(
+        "failure_summary() {")) + 3]
+    log = tmp_path / "molecule-x.log"
+    log.write_text(
+        "TASK [airflow : Migrate] ***\n"
+        "fatal: [db]: FAILED! => changed=true\n"
+        "tests/test_a.py::test_short PASSED [ 50%]\n"
+        "=================================== FAILURES ===================================\n"
+        "_________________________________ test_short _________________________________\n"
+        "E       AssertionError: short failed\n"
+        "_ test_a_name_so_long_that_pytest_draws_it_with_a_single_underscore_each_side _\n"
+        "E       AssertionError: long failed\n"
+        "=========================== short test summary info ============================\n"
+        "FAILED tests/test_a.py::test_short - AssertionError: short failed\n"
+        "FAILED tests/test_a.py::test_a_name_so_long - AssertionError: long failed\n"
+        "========================= 2 failed, 1 passed in 9.00s ==========================\n"
+        + "PLAY [Destroy] ***\nok: [localhost]\n" * 100)
+    out = subprocess.run(["bash", "-c", function + 'failure_summary x "$1"', "_", str(log)],
+                         capture_output=True, text=True, check=True).stdout
+    assert "FAILED tests/test_a.py::test_short - AssertionError: short failed" in out
+    assert "FAILED tests/test_a.py::test_a_name_so_long - AssertionError: long failed" in out
+    assert "2 failed, 1 passed" in out
+    assert "_ test_a_name_so_long_that_pytest_draws_it_with_a_single_underscore_each_side _" in out
+    assert "E       AssertionError: long failed" in out
+    assert "fatal: [db]: FAILED!" in out
+    assert "Destroy" not in out
