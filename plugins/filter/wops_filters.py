@@ -16,13 +16,32 @@ from this password (same salt: the module sees no change, idempotence holds);
 otherwise a new verifier with a fresh random salt.
 
     password: "{{ vault_etl_password | wops_scram_verifier(stored.etl | default('')) }}"
+
+``wops_problems``: the messages of the checks that fail, in order, so that a
+role's preflight checks every input in one task and names every problem at
+once. Each check is a mapping: ``that`` (a boolean, or a list of booleans that
+must all hold) with ``msg``; or ``problems``, a list of messages already
+worked out (a check over the entries of a list, one message per bad entry);
+and optionally ``when`` (the check applies only when true). Ansible templates
+a task's variables lazily, so ``that`` is read only when ``when`` holds and
+``msg`` only when the check fails: a message may name values that exist only
+when the check fails.
+
+    ansible.builtin.assert:
+      that: _problems == []
+      fail_msg: "{{ _problems }}"
+    vars:
+      _problems: "{{ _checks | wops_problems }}"
+      _checks:
+        - that: "{{ port | int in range(1, 65536) }}"
+          msg: "port is {{ port }}; use a TCP port, 1 to 65535."
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -75,8 +94,48 @@ def wops_scram_verifier(password: str, stored: str | None = None,
     return str(scram.scram_verifier(password, os.urandom(SCRAM_SALT_BYTES), int(iterations)))
 
 
+def _truth(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"wops_problems: {where} is {value!r} ({type(value).__name__}), not a boolean: "
+                    "write the condition as a Jinja expression, such as \"{{ x | length > 0 }}\"")
+
+
+def wops_problems(checks: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The messages of the failing checks (see the module's docstring)."""
+    if isinstance(checks, (str, Mapping)) or not isinstance(checks, Sequence):
+        raise TypeError("wops_problems: the checks must be a list of mappings, "
+                        f"not {type(checks).__name__}")
+    found: list[str] = []
+    for index, check in enumerate(checks):
+        if not isinstance(check, Mapping):
+            raise TypeError(
+                f"wops_problems: check {index} is {type(check).__name__}, not a mapping")
+        keys = set(check)
+        if keys - {"that", "msg", "problems", "when"} or ("problems" in keys) == ("that" in keys) \
+                or ("that" in keys) != ("msg" in keys):
+            raise ValueError(f"wops_problems: check {index} has the keys {sorted(keys)}; "
+                             "give that and msg, or problems (each with an optional when)")
+        if "when" in keys and not _truth(check["when"], f"check {index}'s when"):
+            continue
+        if "problems" in keys:
+            problems = check["problems"]
+            if isinstance(problems, (str, Mapping)) or not isinstance(problems, Sequence):
+                raise TypeError(f"wops_problems: check {index}'s problems is "
+                                f"{type(problems).__name__}, not a list of messages")
+            found += [str(problem) for problem in problems]
+            continue
+        that = check["that"]
+        # A list is read in order and no further than its first false item.
+        conditions = that if isinstance(that, Sequence) and not isinstance(that, str) else [that]
+        if not all(_truth(c, f"check {index}'s that") for c in conditions):
+            found.append(str(check["msg"]))
+    return found
+
+
 class FilterModule:
     """The stack's filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"wops_address": wops_address, "wops_scram_verifier": wops_scram_verifier}
+        return {"wops_address": wops_address, "wops_problems": wops_problems,
+                "wops_scram_verifier": wops_scram_verifier}

@@ -100,3 +100,18 @@ def test_good_input_passes_preflight(tmp_path: Path, extra: list[str]) -> None:
     proc = _run(tmp_path, *extra)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "changed=0" in proc.stdout
+
+
+def test_every_problem_is_named_in_one_run(tmp_path: Path) -> None:
+    """Mistakes in three variables and a list: one run names each of them."""
+    proc = _run(tmp_path, *_json(pgbackrest_pg_port=70000, pgbackrest_process_max=0,
+                                 pgbackrest_repo_path="var/lib/pgbackrest",
+                                 pgbackrest_repo_options={"repo1-a": "x", "repo2-b": "y"}))
+    assert proc.returncode != 0
+    out = controller.flat(proc.stdout)
+    for named in ("pgbackrest_pg_port is 70000", "pgbackrest_process_max is 0",
+                  "pgbackrest_repo_path is 'var/lib/pgbackrest'",
+                  "pgbackrest_repo_options has the key 'repo1-a'",
+                  "pgbackrest_repo_options has the key 'repo2-b'"):
+        assert named in out, (named, proc.stdout[-3000:])
+    assert "Install pgBackRest" not in proc.stdout

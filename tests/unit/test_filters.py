@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins/filter"))
 
-from wops_filters import FilterModule, wops_address, wops_scram_verifier  # noqa: E402
+from wops_filters import FilterModule, wops_address, wops_problems, wops_scram_verifier  # noqa: E402
 
 HOSTVARS = {
     "db1": {"ansible_host": "10.0.0.5"},
@@ -74,3 +75,42 @@ def test_scram_verifier_keeps_a_matching_stored_verifier_and_salts_a_new_one() -
 def test_scram_verifier_refuses_an_empty_password() -> None:
     with pytest.raises(ValueError, match="password is empty"):
         wops_scram_verifier("")
+
+
+class _Unread:
+    """A message that must not be read (a lazily templated one that would fail)."""
+
+    def __str__(self) -> str:
+        raise AssertionError("a passing check's message was read")
+
+
+def test_problems_lists_every_failing_check_in_order() -> None:
+    checks: list[Any] = [
+        {"that": True, "msg": _Unread()},
+        {"that": False, "msg": "first"},
+        {"that": [True, False], "msg": "second"},
+        {"that": False, "msg": "skipped", "when": False},
+        {"that": [False, "never read"], "msg": "third"},
+        {"problems": ["fourth", "fifth"]},
+        {"problems": [], "when": True},
+        {"problems": "not read", "when": False},
+    ]
+    assert wops_problems(checks) == ["first", "second", "third", "fourth", "fifth"]
+    assert wops_problems([]) == []
+    assert FilterModule().filters()["wops_problems"] is wops_problems
+
+
+@pytest.mark.parametrize(("checks", "error"), [
+    ({"that": True, "msg": "x"}, "must be a list of mappings"),
+    (["that"], "check 0 is str, not a mapping"),
+    ([{"that": True}], "check 0 has the keys ['that']"),
+    ([{"msg": "x"}], "check 0 has the keys ['msg']"),
+    ([{"that": True, "msg": "x", "problems": []}], "give that and msg, or problems"),
+    ([{"that": True, "msg": "x", "fix": "y"}], "check 0 has the keys"),
+    ([{"that": "False", "msg": "x"}], "check 0's that is 'False' (str), not a boolean"),
+    ([{"that": True, "msg": "x", "when": "yes"}], "check 0's when is 'yes'"),
+    ([{"problems": "one message"}], "check 0's problems is str, not a list of messages"),
+])
+def test_problems_refuses_a_malformed_check(checks: Any, error: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=re.escape(error)):
+        wops_problems(checks)
