@@ -82,3 +82,17 @@ def test_good_input_passes_preflight(tmp_path: Path, extra: list[str]) -> None:
     proc = _run(tmp_path, *extra)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "changed=0" in proc.stdout
+
+
+def test_every_problem_is_named_in_one_run(tmp_path: Path) -> None:
+    """A time zone, an sshd limit and both journald sizes wrong at once: one run names each."""
+    proc = _run(tmp_path, *_json(common_timezone="Europe Berlin", common_sshd_max_auth_tries=0,
+                                 common_journald_system_max_use="1GB",
+                                 common_journald_runtime_max_use="128m"))
+    assert proc.returncode != 0
+    out = controller.flat(proc.stdout)
+    for named in ("common_timezone (Europe Berlin)", "common_sshd_max_auth_tries is 0",
+                  "common_journald_system_max_use is '1GB'",
+                  "common_journald_runtime_max_use is '128m'"):
+        assert named in out, (named, proc.stdout[-3000:])
+    assert "Install base packages" not in proc.stdout
