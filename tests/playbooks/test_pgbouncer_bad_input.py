@@ -6,6 +6,7 @@ it ever did not, check mode would still keep the controller unchanged.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -72,6 +73,20 @@ def test_bad_input_fails_in_preflight(tmp_path: Path, extra: list[str], named: s
     assert proc.returncode != 0
     assert named in proc.stdout, proc.stdout[-2000:]
     # Failed before the first install task.
+    assert "Install pgBouncer and the PostgreSQL client" not in proc.stdout
+
+
+def test_every_problem_is_named_in_one_run(tmp_path: Path) -> None:
+    """An entry without a name beside a good one, a bad network and a bad auth_file: all named."""
+    proc = _run(tmp_path, "-e", json.dumps({
+        "pgbouncer_databases": [{"name": "warehouse", "host": "db1"}, {"host": "db1"}],
+        "pgbouncer_client_networks": ["samenet"],
+        "pgbouncer_auth_file": "/tmp/userlist.txt"}))
+    assert proc.returncode != 0
+    for named in ("pgbouncer_databases[1] (no name) is invalid",
+                  "pgbouncer_client_networks has 'samenet'",
+                  "pgbouncer_auth_file is /tmp/userlist.txt"):
+        assert named in proc.stdout, (named, proc.stdout[-3000:])
     assert "Install pgBouncer and the PostgreSQL client" not in proc.stdout
 
 
