@@ -81,7 +81,9 @@ def test_a_fenced_primary_fails_preflight_naming_the_marker_and_the_fix(tmp_path
     assert "-e postgresql_fence_release=db1" in out
     assert "Nothing was changed." in out
     # The fence check is the first task: nothing else of preflight ran.
-    assert "Assert the platform is supported" not in proc.stdout
+    assert "TASK [postgresql : Check the platform, the inventory" not in proc.stdout
+    assert "Assert every password comes from a defined secret" not in proc.stdout
+    assert "TASK [wops : Refuse a fenced host, a fenced primary" in proc.stdout
 
 
 def test_a_marker_made_by_hand_fences_too(tmp_path: Path) -> None:
