@@ -72,3 +72,15 @@ def test_good_input_passes_preflight(tmp_path: Path, extra: list[str]) -> None:
     proc = _run(tmp_path, *extra)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "changed=0" in proc.stdout
+
+
+def test_every_problem_is_named_in_one_run(tmp_path: Path) -> None:
+    """A compression level, a directory and a schedule wrong at once: one run names all three."""
+    proc = _run(tmp_path, "-e", "pg_dump_backup_compress=10",
+                "-e", "pg_dump_backup_directory=dumps", "-e", "pg_dump_backup_schedule=Sundy")
+    assert proc.returncode != 0
+    out = controller.flat(proc.stdout)
+    for named in ("pg_dump_backup_compress is 10", "pg_dump_backup_directory is 'dumps'",
+                  "pg_dump_backup_schedule is 'Sundy'"):
+        assert named in out, (named, proc.stdout[-3000:])
+    assert "Install the dump tool" not in proc.stdout
