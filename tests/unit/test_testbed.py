@@ -9,6 +9,7 @@ give user networks no DNS. testbed/reach.py runs against the loopback.
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -260,3 +261,56 @@ def test_a_failed_scenarios_summary_names_each_failed_check_and_task(tmp_path: P
     assert "E       AssertionError: long failed" in out
     assert "fatal: [db]: FAILED!" in out
     assert "Destroy" not in out
+
+
+def _stage_runner(tmp_path: Path) -> Path:
+    """bin/test's stage scheduling (from its rows to its stage loop), with each
+    stage's work replaced by a step that prints its name and its CPU priority."""
+    text = (ROOT / "bin/test").read_text()
+    rows = text[text.index("declare -a rows=()"):text.index("lint_yaml() {")]
+    scheduling = text[text.index("record() {"):text.index("# Each failed scenario's summary")]
+    script = tmp_path / "stages.sh"
+    script.write_text(
+        "set -euo pipefail\nlog() { printf '==> %s\\n' \"$*\"; }\n"
+        'read -r -a stages <<<"$STAGES"\nscenarios=()\n' + rows
+        + "lint_yaml() { sleep 0.5; echo yaml $(nice); }\n"
+        "lint_ansible() { echo ansible-lint $(nice); return 3; }\n"
+        "lint_python() { echo ruff $(nice); }\n"
+        "unit() { echo unit $(nice); }\n"
+        "molecule_lanes() { sleep 1; echo lanes $(nice); wait; checks_report; }\n"
+        + scheduling.replace("bash scripts/", "true ")
+        + "printf 'row: %s\\n' \"${rows[@]}\"\n")
+    return script
+
+
+LINT_ROWS = ["lint: yamllint", "lint: ansible-lint", "lint: ruff + mypy --strict"]
+UNIT_ROW = "unit + ETL tests (pytest)"
+
+
+@pytest.mark.parametrize(("stages", "beside", "printed", "rows"), [
+    # With the molecule stage: lint and unit beside the lanes, niced, rows first.
+    ("lint unit molecule", "", ["lanes 0", "yaml 10", "ansible-lint 10", "ruff 10", "unit 10"],
+     [*LINT_ROWS, UNIT_ROW]),
+    # Without (or turned off): lint beside the unit stage, at the same priority.
+    ("lint unit molecule", "0", ["unit 0", "yaml 0", "ansible-lint 0", "ruff 0", "lanes 0"],
+     [UNIT_ROW, *LINT_ROWS]),
+    ("lint unit", "", ["unit 0", "yaml 0", "ansible-lint 0", "ruff 0"], [UNIT_ROW, *LINT_ROWS]),
+    ("lint", "", ["yaml 0", "ansible-lint 0", "ruff 0"], LINT_ROWS),
+])
+def test_stages_beside_the_lanes_print_in_order_and_keep_their_rows(
+        tmp_path: Path, stages: str, beside: str, printed: list[str], rows: list[str]) -> None:
+    env = {**os.environ, "STAGES": stages, "WOPS_CHECKS_BESIDE_MOLECULE": beside}
+    if not beside:
+        env.pop("WOPS_CHECKS_BESIDE_MOLECULE")
+    env.pop("WOPS_UNIT_BESIDE_MOLECULE", None)
+    out = subprocess.run(["bash", str(_stage_runner(tmp_path))], capture_output=True, text=True,
+                         check=True, env=env).stdout
+    steps = [line for line in out.splitlines()
+             if line.split(" ")[0] in {"yaml", "ansible-lint", "ruff", "unit", "lanes"}]
+    assert steps == printed, out
+    table = [line.removeprefix("row: ") for line in out.splitlines() if line.startswith("row: ")]
+    assert [line.split("  ")[0].strip() for line in table] == rows, out
+    # A failed step is a failed row, whichever way it ran; its output follows its banner.
+    assert [line for line in table if "FAILED (exit 3)" in line] == [
+        next(line for line in table if line.startswith("lint: ansible-lint"))], out
+    assert out.index("==> lint: ansible-lint") < out.index("\nansible-lint "), out
