@@ -45,7 +45,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("archiving", "pgbackrest_archive_timeout"),
         ("repository", "pgbackrest_repo_type"),
         ("schedule", "pgbackrest_schedule"),
-        ("dr", "pgbackrest_markers_enabled"),
+        ("dr", "pgbackrest_server_binaries"),
     ],
     "postgresql": [
         ("install", "postgresql_pgdg_repo_enabled"),

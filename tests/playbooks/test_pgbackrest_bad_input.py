@@ -64,10 +64,6 @@ _S3 = {"pgbackrest_repo_type": "s3", "pgbackrest_repo_s3_bucket": "backups",
      "pgbackrest_schedule has the key(s) daily", "the backup types full, diff and incr"),
     (_json(pgbackrest_schedule={"full": "Sundy 01:00", "diff": "", "incr": ""}),
      "pgbackrest_schedule.full is 'Sundy 01:00'", "systemd-analyze calendar"),
-    (_json(pgbackrest_drill_timer_enabled=True, pgbackrest_drill_schedule="Wed 25:00"),
-     "pgbackrest_drill_schedule is 'Wed 25:00'", "does not accept as an OnCalendar expression"),
-    (_json(pgbackrest_drill_timer_enabled=True, pgbackrest_drill_command=""),
-     "pgbackrest_drill_command is empty", "set pgbackrest_drill_timer_enabled: false"),
     (_json(pgbackrest_repo_options={"repo1-storage-verify-tls": "n"}),
      "pgbackrest_repo_options has the key 'repo1-storage-verify-tls'",
      "name it 'storage-verify-tls'"),
@@ -90,10 +86,9 @@ def test_bad_input_fails_in_preflight(
 
 @pytest.mark.parametrize("extra", [
     [],
-    # An empty schedule disables its timer; the enabled drill's schedule is checked.
+    # An empty schedule disables its timer.
     _json(pgbackrest_schedule={"full": "Sun *-*-* 01:00:00", "diff": "Mon..Sat *-*-* 01:00:00",
-                               "incr": ""},
-          pgbackrest_drill_timer_enabled=True, pgbackrest_archive_async=True),
+                               "incr": ""}, pgbackrest_archive_async=True),
     _json(**_S3, pgbackrest_repo_s3_endpoint="s3.eu-west-1.amazonaws.com"),
 ])
 def test_good_input_passes_preflight(tmp_path: Path, extra: list[str]) -> None:

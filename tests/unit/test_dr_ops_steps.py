@@ -45,14 +45,30 @@ def _sets(step: str) -> set[str]:
     for task in _walk(_tasks(step)):
         names |= {k for k in task.get("ansible.builtin.set_fact") or {} if k.startswith("dr_ops_")}
         included = task.get("ansible.builtin.include_tasks")
+        if isinstance(included, dict):
+            included = included.get("file")
         if included:
             names |= {k for k in task.get("vars") or {} if k.startswith("dr_ops_")}
             names |= _sets(Path(str(included)).stem) | _reads(Path(str(included)).stem)
     return names
 
 
+def _templates(step: str) -> list[Path]:
+    """The role's templates a step renders (a template task's src, over its loop)."""
+    out = []
+    for task in _walk(_tasks(step)):
+        src = (task.get("ansible.builtin.template") or {}).get("src")
+        if src:
+            items = task.get("loop") if "{{ item }}" in src else [None]
+            out += [ROLE / "templates" / src.replace("{{ item }}", str(item)) for item in items]
+    return out
+
+
 def _reads(step: str) -> set[str]:
-    return set(NAME.findall((ROLE / "tasks" / f"{step}.yml").read_text()))
+    """The variables a step's file names, and those of the templates it renders."""
+    text = (ROLE / "tasks" / f"{step}.yml").read_text()
+    text += "".join(template.read_text() for template in _templates(step))
+    return set(NAME.findall(text))
 
 
 def test_every_step_has_an_entry_point_and_every_entry_point_a_step() -> None:
