@@ -79,3 +79,15 @@ def local_hosts(*, python: str | None = None, become_su: bool = False,
         # The controller has no sudo; root becomes postgres with su.
         lines += "    ansible_become_method: su\n"
     return lines + variables
+
+
+def assert_refused(proc: subprocess.CompletedProcess[str], *texts: str,
+                   not_reached: tuple[str, ...] = ()) -> None:
+    """The run failed, its output names each text (line folds undone), and it
+    printed none of ``not_reached`` (tasks that come after the refusal)."""
+    assert proc.returncode != 0, proc.stdout[-3000:]
+    out = flat(proc.stdout)
+    missing = [text for text in texts if text not in out]
+    assert not missing, (missing, proc.stdout[-3000:])
+    reached = [text for text in not_reached if text in proc.stdout]
+    assert not reached, (reached, proc.stdout[-3000:])
