@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
@@ -50,6 +51,32 @@ def token(host: Any, password: str, user: str = "admin") -> str:
     jwt: str = body["access_token"]
     return jwt
 
+
+
+def run_dag(host: Any, token: str, dag_id: str = "warehouse_etl",
+            conf: dict[str, Any] | None = None, timeout: float = 600) -> tuple[str, list[Any]]:
+    """Unpause a DAG once the dag-processor has it, trigger a run and wait for its end.
+
+    Returns the run's final state and its task instances.
+    """
+    deadline = time.monotonic() + 180
+    while api(host, "GET", f"/api/v2/dags/{dag_id}", token)[0] != 200:
+        assert time.monotonic() < deadline, f"the DAG {dag_id} never showed up"
+        time.sleep(2)
+    code, body = api(host, "PATCH", f"/api/v2/dags/{dag_id}", token, {"is_paused": False})
+    assert code == 200, body
+    code, run = api(host, "POST", f"/api/v2/dags/{dag_id}/dagRuns", token,
+                    {"logical_date": None, **({"conf": conf} if conf is not None else {})})
+    assert code == 200, run
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{run['dag_run_id']}"
+    deadline = time.monotonic() + timeout
+    state = ""
+    while state not in ("success", "failed"):
+        assert time.monotonic() < deadline, f"DAG run {run['dag_run_id']} still {state}"
+        time.sleep(2)
+        state = api(host, "GET", path, token)[1]["state"]
+    _, tis = api(host, "GET", f"{path}/taskInstances", token)
+    return state, tis["task_instances"]
 
 # The execution API's health through the Task SDK's own client, as a task
 # process builds it from the host's configuration (its CA, its URL).

@@ -222,27 +222,10 @@ def test_dag_run_of_the_etl_loads_a_tpch_batch(
         "runuser -u warehouse-etl -- /opt/warehouse-etl/venv/bin/etl generate "
         "--scale-factor 0.01 --output %s", batch_dir)
     lines = int(host.check_output("wc -l < %s/lineitem.tbl", batch_dir))
-    token = _token(host, secrets)
-    deadline = time.monotonic() + 180
-    while _curl(host, "GET", "/api/v2/dags/warehouse_etl", token)[0] != 200:
-        assert time.monotonic() < deadline, "the ETL DAG never showed up"
-        time.sleep(5)
-    code, body = _curl(host, "PATCH", "/api/v2/dags/warehouse_etl", token, {"is_paused": False})
-    assert code == 200, body
-    code, run = _curl(host, "POST", "/api/v2/dags/warehouse_etl/dagRuns", token,
-                      {"logical_date": None, "conf": {"incoming_dir": incoming}})
-    assert code == 200, run
-    run_id = run["dag_run_id"]
-    deadline = time.monotonic() + 600
-    state = ""
-    while state not in ("success", "failed"):
-        assert time.monotonic() < deadline, f"DAG run {run_id} still {state}"
-        time.sleep(5)
-        state = _curl(host, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}",
-                      token)[1]["state"]
-    _, tis = _curl(host, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}/taskInstances", token)
+    state, tis = airflow_checks.run_dag(host, _token(host, secrets),
+                                        conf={"incoming_dir": incoming})
     assert state == "success", tis
-    assert {ti["hostname"] for ti in tis["task_instances"]} == {HOST}
+    assert {ti["hostname"] for ti in tis} == {HOST}
     ledger = host.check_output(
         "runuser -u postgres -- psql -d warehouse -XAtc \"SELECT status || ' ' || "
         "(SELECT count(*) FROM warehouse.fact_sales) FROM warehouse.etl_runs "

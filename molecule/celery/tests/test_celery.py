@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from testbed import airflow_checks
@@ -66,28 +65,10 @@ def test_tasks_of_a_dag_run_execute_on_the_workers(
         hosts: dict[str, Any], secrets: dict[str, str]) -> None:
     sched = hosts[SCHED]
     token = airflow_checks.token(sched, secrets["vault_airflow_admin_password"])
-    deadline = time.monotonic() + 180
-    while _curl(sched, "GET", "/api/v2/dags/warehouse_etl", token)[0] != 200:
-        assert time.monotonic() < deadline, "the ETL DAG never showed up"
-        time.sleep(5)
-    code, body = _curl(sched, "PATCH", "/api/v2/dags/warehouse_etl", token, {"is_paused": False})
-    assert code == 200, body
-    code, run = _curl(sched, "POST", "/api/v2/dags/warehouse_etl/dagRuns", token,
-                      {"logical_date": None})
-    assert code == 200, run
-    run_id = run["dag_run_id"]
-    deadline = time.monotonic() + 600
-    state = ""
-    while state not in ("success", "failed"):
-        assert time.monotonic() < deadline, f"DAG run {run_id} still {state}"
-        time.sleep(5)
-        state = _curl(sched, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}",
-                      token)[1]["state"]
-    _, tis = _curl(sched, "GET", f"/api/v2/dags/warehouse_etl/dagRuns/{run_id}/taskInstances",
-                   token)
+    state, tis = airflow_checks.run_dag(sched, token)
     assert state == "success", tis
-    ran_on = {ti["hostname"] for ti in tis["task_instances"]}
-    assert len(tis["task_instances"]) == 2
+    ran_on = {ti["hostname"] for ti in tis}
+    assert len(tis) == 2
     assert ran_on <= WORKERS, ran_on
 
 
