@@ -3,8 +3,8 @@
 Runs last (file order): by then the DAG has run and loaded a batch, the UI was
 logged in to in a browser, components restarted and a failed migration was
 rolled back. Then the administrator's password is changed to a known new
-value and put back, each with the converge's migrate stage (where the role
-sets it with the airflow CLI) at -vvv --diff, the change with Ansible's own
+value and put back, each with the airflow tier's migrate stage (where the
+role sets it with the airflow CLI) at -vvv --diff, the change with Ansible's own
 connection (remote command lines as over SSH) while every process's
 arguments are sampled. Every secret of the dev vault, and the new password,
 is then searched for in: the scenario's Ansible log (its converge and
@@ -29,7 +29,10 @@ from testbed import airflow_checks, scenario, secret_search
 
 HOST = "wops-mol-af-db"
 NEW_PASSWORD = "Rotated-admin-6c1f04e9"
-# The converge's stage that sets the administrator's password (with preflight).
+# The airflow tier alone (the dev vault and site.yml's airflow play: the
+# converge's other plays handle none of the administrator's secrets), and its
+# stage that sets the administrator's password (with preflight).
+PLAYBOOK = "side_effect.yml"
 ADMIN_TAGS = "airflow_migrate"
 AIRFLOW_LOGS = "/var/lib/airflow/logs"
 # Groups whose own service reads its group-readable secret files.
@@ -58,7 +61,7 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
     sampler = secret_search.ProcessSampler([HOST])
     try:
         with sampler:
-            change = scenario.playbook("converge.yml", "-vvv", "--diff", "--tags", ADMIN_TAGS,
+            change = scenario.playbook(PLAYBOOK, "-vvv", "--diff", "--tags", ADMIN_TAGS,
                                        "-e", f"@{extra.name}", env=scenario.stock_ansible_env())
     finally:
         os.unlink(extra.name)
@@ -66,7 +69,7 @@ def test_no_secret_in_output_logs_processes_or_readable_files(
     # The change happened (the run did handle the secret) and is undone.
     changed_in = _logs_in(host, NEW_PASSWORD)
     old_refused = not _logs_in(host, secrets["vault_airflow_admin_password"])
-    back = scenario.playbook("converge.yml", "-vvv", "--diff", "--tags", ADMIN_TAGS)
+    back = scenario.playbook(PLAYBOOK, "-vvv", "--diff", "--tags", ADMIN_TAGS)
     assert back.returncode == 0, scenario.failed_sections(back.stdout)
     assert changed_in and old_refused, (changed_in, old_refused)
     assert _logs_in(host, secrets["vault_airflow_admin_password"])
