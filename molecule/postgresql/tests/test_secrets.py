@@ -4,8 +4,8 @@ The scenario's own converge and idempotence run as an operator debugging them
 would (-vvv --diff, molecule.yml), their output kept in the Ansible log of the
 scenario (ANSIBLE_LOG_PATH). This check changes the reporting role's password
 to a known new value with the password stages of the converge (-vvv --diff;
-its base tier, which handles no secret, left out),
-then a second run puts the vault's value back. Every secret of the dev vault,
+its base tier, which handles no secret, left out), then a second run puts the
+vault's value back. Every secret of the dev vault,
 and the new password, is then searched for in: the scenario's Ansible log
 (converge, idempotence, every check's playbook run), both runs' output, each
 host's /var/log and journal, the process arguments sampled inside each host
