@@ -59,7 +59,7 @@ def _templates(step: str) -> list[Path]:
     for task in _walk(_tasks(step)):
         src = (task.get("ansible.builtin.template") or {}).get("src")
         if src:
-            items = task.get("loop") if "{{ item }}" in src else [None]
+            items: list[Any] = (task.get("loop") or []) if "{{ item }}" in src else [None]
             out += [ROLE / "templates" / src.replace("{{ item }}", str(item)) for item in items]
     return out
 

@@ -275,10 +275,10 @@ def _stage_runner(tmp_path: Path) -> Path:
         'read -r -a stages <<<"$STAGES"\nscenarios=()\n' + rows
         + "lint_yaml() { sleep 0.5; echo yaml $(nice); }\n"
         "lint_ansible() { echo ansible-lint $(nice); return 3; }\n"
-        "lint_python() { echo ruff $(nice); }\n"
+        "lint_python() { [ -z \"${DIE:-}\" ] || kill -9 $BASHPID; echo ruff $(nice); }\n"
         "unit() { echo unit $(nice); }\n"
         "molecule_lanes() { sleep 1; echo lanes $(nice); wait; checks_report; }\n"
-        + scheduling.replace("bash scripts/", "true ")
+        + scheduling.replace("bash scripts/", "${IMAGES:-true} ")
         + "printf 'row: %s\\n' \"${rows[@]}\"\n")
     return script
 
@@ -314,3 +314,25 @@ def test_stages_beside_the_lanes_print_in_order_and_keep_their_rows(
     assert [line for line in table if "FAILED (exit 3)" in line] == [
         next(line for line in table if line.startswith("lint: ansible-lint"))], out
     assert out.index("==> lint: ansible-lint") < out.index("\nansible-lint "), out
+
+
+def test_a_step_the_background_job_never_finished_is_a_failed_row(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WOPS_")}
+    out = subprocess.run(["bash", str(_stage_runner(tmp_path))], capture_output=True, text=True,
+                         check=True, env={**env, "STAGES": "lint unit molecule", "DIE": "1"}).stdout
+    table = [line.removeprefix("row: ") for line in out.splitlines() if line.startswith("row: ")]
+    assert [line.split("  ")[0].strip() for line in table] == [*LINT_ROWS, UNIT_ROW], out
+    assert [line.endswith("FAILED (exit 99)") for line in table] == [False, False, True, True], out
+    assert "lint: ruff + mypy --strict: did not finish" in out
+
+
+def test_a_failed_image_build_still_reports_the_checks(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WOPS_")}
+    out = subprocess.run(["bash", str(_stage_runner(tmp_path))], capture_output=True, text=True,
+                         check=True, env={**env, "STAGES": "lint unit molecule",
+                                          "IMAGES": "false"}).stdout
+    table = [line.removeprefix("row: ") for line in out.splitlines() if line.startswith("row: ")]
+    assert [line.split("  ")[0].strip() for line in table] == [
+        *LINT_ROWS, UNIT_ROW, "molecule: test images and wheelhouse"], out
+    assert table[-1].endswith("FAILED (exit 1)"), out
+    assert "lanes" not in out
