@@ -111,3 +111,21 @@ def test_missing_podman_is_a_one_line_error() -> None:
         "error: podman not found: apt-get install podman runc netavark aardvark-dns "
         "(or run bin/dev-up as root, which installs them)"
     )
+
+
+def test_a_stage_tag_alone_runs_site_with_the_hosts_facts(tmp_path: Path) -> None:
+    # An operator's run of one stage (--tags <role>_<stage>) selects none of
+    # the tiers' play tags; the hosts' facts are gathered all the same, so the
+    # stage's tasks have what they read (the platform, among others).
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
+        "      ansible_python_interpreter: " + str(ROOT / ".venv/bin/python") + "\n"
+        "      wops_environment: dev\n"
+    )
+    proc = _playbook("playbooks/site.yml", "--check", "--tags", "common_preflight",
+                     inventory=str(inventory))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    base = proc.stdout.split("PLAY [Base configuration for every host]", 1)[1]
+    assert "ok: [probe]" in base.split("TASK [", 2)[1], base[:2000]
+    assert "TASK [common : " in base
