@@ -25,6 +25,17 @@ def _playbook(*args: str, inventory: str = "inventory/dev") -> subprocess.Comple
     )
 
 
+def _probe(tmp_path: Path) -> Path:
+    """An inventory of one local host in no stack group."""
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text(
+        "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
+        "      ansible_python_interpreter: " + str(ROOT / ".venv/bin/python") + "\n"
+        "      wops_environment: dev\n"
+    )
+    return inventory
+
+
 def test_unknown_environment_fails_in_preflight_naming_the_variable() -> None:
     proc = _playbook("playbooks/site.yml", "-e", "wops_environment=qa")
     assert proc.returncode != 0
@@ -35,12 +46,7 @@ def test_unknown_environment_fails_in_preflight_naming_the_variable() -> None:
 
 
 def test_wrong_type_fails_argument_validation_before_any_task(tmp_path: Path) -> None:
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
-        "      ansible_python_interpreter: " + str(ROOT / ".venv/bin/python") + "\n"
-        "      wops_environment: dev\n"
-    )
+    inventory = _probe(tmp_path)
     proc = _playbook("playbooks/site.yml", "-e", "common_sshd_max_auth_tries=many",
                      inventory=str(inventory))
     assert proc.returncode != 0
@@ -50,12 +56,7 @@ def test_wrong_type_fails_argument_validation_before_any_task(tmp_path: Path) ->
 
 
 def test_unknown_environment_choice_is_rejected_by_the_role(tmp_path: Path) -> None:
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
-        "      ansible_python_interpreter: " + str(ROOT / ".venv/bin/python") + "\n"
-        "      wops_environment: dev\n"
-    )
+    inventory = _probe(tmp_path)
     proc = _playbook("playbooks/site.yml", "-e", "common_environment=prod",
                      inventory=str(inventory))
     assert proc.returncode != 0
@@ -117,12 +118,7 @@ def test_a_stage_tag_alone_runs_site_with_the_hosts_facts(tmp_path: Path) -> Non
     # An operator's run of one stage (--tags <role>_<stage>) selects none of
     # the tiers' play tags; the hosts' facts are gathered all the same, so the
     # stage's tasks have what they read (the platform, among others).
-    inventory = tmp_path / "hosts.yml"
-    inventory.write_text(
-        "all:\n  hosts:\n    probe:\n      ansible_connection: local\n"
-        "      ansible_python_interpreter: " + str(ROOT / ".venv/bin/python") + "\n"
-        "      wops_environment: dev\n"
-    )
+    inventory = _probe(tmp_path)
     proc = _playbook("playbooks/site.yml", "--check", "--tags", "common_preflight",
                      inventory=str(inventory))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
