@@ -66,4 +66,5 @@ def test_a_converge_imports_site_tiers_in_site_order_and_writes_no_role_play(
             assert "ansible.builtin.include_role" not in task, (converge, task.get("name"))
     # The tiers read secrets from the inventory: a converge that needs them loads the dev vault.
     if any(t.name != "base.yml" for t in tiers):
-        assert (ROOT / "molecule/_shared/vault.yml").resolve() in _imports(converge), converge
+        vault = (ROOT / "molecule/_shared/load_dev_vault.yml").resolve()
+        assert vault in _imports(converge), converge
