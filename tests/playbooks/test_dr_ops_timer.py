@@ -104,6 +104,14 @@ def test_every_problem_is_named_in_one_run(tmp_path: Path) -> None:
               "dr_ops_timer_host is 'repo9'")
 
 
+def test_a_bad_schedule_is_named_with_the_other_problems(tmp_path: Path) -> None:
+    proc = _run(tmp_path, "production", dr_ops_timer_command="dr_drill.py",
+                dr_ops_timer_schedule="Wed 25:00")
+    controller.assert_refused(
+        proc, "dr_ops_timer_command has no --vault-id",
+        "dr_ops_timer_schedule is 'Wed 25:00'; systemd does not accept it")
+
+
 def test_a_disabled_timer_is_not_checked(tmp_path: Path) -> None:
     proc = _run(tmp_path, "production", group_vars="dr_ops_timer_enabled: false\n",
                 dr_ops_timer_command="")
