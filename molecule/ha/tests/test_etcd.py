@@ -5,17 +5,21 @@ etcd group's hosts; a client without a certificate of the project CA (or
 without TLS) is refused; a key written on one member is read on the others;
 with one member stopped the other two still take writes, with two stopped the
 last one neither takes nor applies one (no quorum), and once both are back the
-cluster is whole again.
+cluster is whole again. A changed setting restarts the members one at a
+time, each healthy again before the next.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from testbed import scenario
 
 MEMBERS = ["wops-mol-ha-1", "wops-mol-ha-2", "wops-mol-ha-3"]
 TLS = "/etc/etcd/tls"
@@ -117,3 +121,29 @@ def test_one_member_lost_changes_nothing_two_lost_stop_writes(
     kept = _etcdctl(members[MEMBERS[0]], MEMBERS[0], "get", "--print-value-only",
                     "/wops-test/one-lost")
     assert kept.stdout.strip() == "yes", kept.stdout
+
+
+def _main_pid(host: Any) -> str:
+    pid: str = host.check_output("systemctl show -p MainPID --value etcd")
+    return pid
+
+
+def test_a_changed_setting_restarts_the_members_one_at_a_time(members: dict[str, Any]) -> None:
+    before = {name: _main_pid(host) for name, host in members.items()}
+    changed = scenario.playbook("converge.yml", "--tags", "etcd", "-e",
+                                "etcd_auto_compaction_retention=2")
+    try:
+        assert changed.returncode == 0, scenario.failed_sections(changed.stdout)
+        # Every member restarted, each followed by its health wait before the next restart.
+        order = re.findall(r"^TASK \[etcd : (Restart the member|Wait for the restarted member) "
+                           r"(\S+)\]", changed.stdout, re.M)
+        assert order == [(step, name) for name in MEMBERS
+                         for step in ("Restart the member", "Wait for the restarted member")], order
+        for name, host in members.items():
+            assert _main_pid(host) != before[name], name
+            assert 'ETCD_AUTO_COMPACTION_RETENTION="2"' in host.file(
+                "/etc/etcd/warehouse-ops.env").content_string
+        assert _healthy_members(members[MEMBERS[0]], MEMBERS[0]) == len(MEMBERS)
+    finally:
+        back = scenario.playbook("converge.yml", "--tags", "etcd")
+    assert back.returncode == 0, scenario.failed_sections(back.stdout)
