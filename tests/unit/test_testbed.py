@@ -150,6 +150,15 @@ def test_every_scenario_prepares_through_the_testbed_check(scenario: str) -> Non
     assert shared[0]["ansible.builtin.import_playbook"].endswith("playbooks/testbed_ready.yml")
 
 
+def test_molecule_installs_nothing_before_a_scenario() -> None:
+    """No prerun: it runs ansible-galaxy (network), and two lanes race on a new machine."""
+    base = yaml.safe_load((ROOT / ".config/molecule/config.yml").read_text())
+    assert base["prerun"] is False
+    for path in (ROOT / "molecule").glob("*/molecule.yml"):
+        config = yaml.safe_load(path.read_text())
+        assert config.get("prerun", False) is False, path
+
+
 # A run as the default callback prints it with JSON results and profile_tasks
 # (the fatal result is one line).
 _RUN = """
