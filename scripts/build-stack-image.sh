@@ -19,10 +19,14 @@ packages=$("$WOPS_VENV/bin/python" "$WOPS_ROOT/testbed/stack_packages.py" "${rol
   || die "testbed/stack_packages.py could not read the roles' package lists"
 # openssh-server makes its host keys when it installs: every host keeps its own.
 packages=$(tr ' ' '\n' <<<"$packages" | grep -vx openssh-server | paste -sd ' ')
+# The common role's locale, generated once here instead of in every scenario
+# (the airflow and common scenarios, on the base image, still generate it).
+locale=$("$WOPS_VENV/bin/python" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["common_locale"])' \
+  "$WOPS_ROOT/roles/common/defaults/main.yml") || die "no common_locale in roles/common/defaults/main.yml"
 label=org.warehouse-ops.recipe
 base=$(podman image inspect --format "{{ index .Labels \"$label\" }}" "$WOPS_IMAGE" 2>/dev/null) \
   || die "no base image $WOPS_IMAGE: run scripts/build-image.sh first"
-recipe_hash=$( (cat "$0"; echo "$base"; echo "$packages") | sha256sum | cut -c1-16)
+recipe_hash=$( (cat "$0"; echo "$base"; echo "$packages"; echo "$locale") | sha256sum | cut -c1-16)
 
 have=$(podman image inspect --format "{{ index .Labels \"$label\" }}" "$WOPS_STACK_IMAGE" 2>/dev/null || true)
 if [ "${1:-}" != "--force" ] && [ "$have" = "$recipe_hash" ]; then
@@ -50,6 +54,7 @@ RUN set -eu; \\
     echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.d/00-wops-image.conf; \\
     apt-get update -q; \\
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $packages; \\
+    sed -i 's/^# *\\($locale \\)/\\1/' /etc/locale.gen; locale-gen; locale -a | grep -qix '${locale%%.*}.utf8'; \\
     rm -f /usr/sbin/policy-rc.d /etc/postgresql-common/createcluster.d/00-wops-image.conf; \\
     rmdir --ignore-fail-on-non-empty /etc/postgresql-common/createcluster.d; \\
     if command -v pg_lsclusters >/dev/null && [ -n "\$(pg_lsclusters -h)" ]; then echo "a cluster was created" >&2; exit 1; fi; \\
