@@ -55,6 +55,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("access", "postgresql_client_networks"),
         ("objects", "postgresql_users"),
         ("migrations", "postgresql_warehouse_migrations_enabled"),
+        ("ha", "postgresql_patroni_ttl"),
     ],
 }
 DEFAULT_GROUP = "variables"

@@ -35,6 +35,13 @@ when the check fails.
       _checks:
         - that: "{{ port | int in range(1, 65536) }}"
           msg: "port is {{ port }}; use a TCP port, 1 to 65535."
+
+``wops_patroni_patch``: the body of a ``PATCH /config`` to Patroni's REST API
+that makes the cluster's dynamic configuration in etcd what the inventory
+says (empty when it already is); PostgreSQL parameters set by hand in etcd
+are removed.
+
+    body: "{{ current_config | wops_patroni_patch(_postgresql_patroni_dcs) }}"
 """
 
 from __future__ import annotations
@@ -133,9 +140,56 @@ def wops_problems(checks: Sequence[Mapping[str, Any]]) -> list[str]:
     return found
 
 
+_TRUE = ("true", "on", "1", "yes")
+_FALSE = ("false", "off", "0", "no")
+
+
+def _same_setting(a: Any, b: Any) -> bool:
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        return bool(a == b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        left, right = str(a).lower(), str(b).lower()
+        return (left in _TRUE and right in _TRUE) or (left in _FALSE and right in _FALSE)
+    return str(a) == str(b)
+
+
+def _changed(current: Mapping[str, Any], desired: Mapping[str, Any],
+             skip: str = "") -> dict[str, Any]:
+    return {key: value for key, value in desired.items()
+            if key != skip and (key not in current or not _same_setting(current[key], value))}
+
+
+def wops_patroni_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The PATCH /config body that turns Patroni's dynamic configuration into ``desired``.
+
+    Empty when nothing differs. Keys of ``desired`` are set where their value
+    differs (values compared as text, as PostgreSQL reads them: 100 and
+    "100" are the same setting); a PostgreSQL parameter that etcd holds and
+    ``desired`` does not (set by hand with patronictl edit-config) is
+    removed (null), so that the inventory stays the one source of the
+    cluster's settings. Other keys etcd holds (Patroni's own, such as
+    slots) are left alone.
+    """
+    if not isinstance(current, Mapping) or not isinstance(desired, Mapping):
+        raise TypeError("wops_patroni_patch: both configurations must be mappings")
+    patch = _changed(current, desired, skip="postgresql")
+    want_pg = desired.get("postgresql") or {}
+    have_pg = current.get("postgresql") or {}
+    pg_patch = _changed(have_pg, want_pg, skip="parameters")
+    have_params = have_pg.get("parameters") or {}
+    want_params = want_pg.get("parameters") or {}
+    params: dict[str, Any] = _changed(have_params, want_params)
+    params.update({name: None for name in have_params if name not in want_params})
+    if params:
+        pg_patch["parameters"] = params
+    if pg_patch:
+        patch["postgresql"] = pg_patch
+    return patch
+
+
 class FilterModule:
     """The stack's filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"wops_address": wops_address, "wops_problems": wops_problems,
-                "wops_scram_verifier": wops_scram_verifier}
+        return {"wops_address": wops_address, "wops_patroni_patch": wops_patroni_patch,
+                "wops_problems": wops_problems, "wops_scram_verifier": wops_scram_verifier}

@@ -15,7 +15,13 @@ from psycopg import sql
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "plugins/filter"))
 
-from wops_filters import FilterModule, wops_address, wops_problems, wops_scram_verifier  # noqa: E402
+from wops_filters import (  # noqa: E402
+    FilterModule,
+    wops_address,
+    wops_patroni_patch,
+    wops_problems,
+    wops_scram_verifier,
+)
 
 HOSTVARS = {
     "db1": {"ansible_host": "10.0.0.5"},
@@ -114,3 +120,27 @@ def test_problems_lists_every_failing_check_in_order() -> None:
 def test_problems_refuses_a_malformed_check(checks: Any, error: str) -> None:
     with pytest.raises((TypeError, ValueError), match=re.escape(error)):
         wops_problems(checks)
+
+
+def test_patroni_patch_is_empty_when_etcd_has_the_inventorys_configuration() -> None:
+    desired = {"ttl": 30, "synchronous_mode": False,
+               "postgresql": {"use_pg_rewind": True, "parameters": {"max_connections": "100"}}}
+    # Patroni keeps what it was sent; 100 and "100", False and "off" are one setting.
+    current = {"ttl": "30", "synchronous_mode": "off", "slots": {},
+               "postgresql": {"use_pg_rewind": True, "parameters": {"max_connections": 100}}}
+    assert wops_patroni_patch(current, desired) == {}
+
+
+def test_patroni_patch_sets_what_differs_and_removes_hand_set_parameters() -> None:
+    desired = {"ttl": 30, "loop_wait": 10,
+               "postgresql": {"use_slots": True, "parameters": {"max_connections": "200"}}}
+    current = {"ttl": 20, "postgresql": {
+        "use_slots": True, "parameters": {"max_connections": "100", "work_mem": "1GB"}}}
+    assert wops_patroni_patch(current, desired) == {
+        "ttl": 30, "loop_wait": 10,
+        "postgresql": {"parameters": {"max_connections": "200", "work_mem": None}}}
+
+
+def test_patroni_patch_refuses_what_is_not_a_configuration() -> None:
+    with pytest.raises(TypeError, match="mappings"):
+        wops_patroni_patch("ttl: 30", {})  # type: ignore[arg-type]

@@ -4,9 +4,10 @@ Every member answers healthy over TLS and the cluster's members are the
 etcd group's hosts; a client without a certificate of the project CA (or
 without TLS) is refused; a key written on one member is read on the others;
 with one member stopped the other two still take writes, with two stopped the
-last one neither takes nor applies one (no quorum), and once both are back the
-cluster is whole again. A changed setting restarts the members one at a
-time, each healthy again before the next.
+last one neither takes nor applies one (no quorum) and Patroni turns the
+primary read-only rather than keep it without its lock, and once both are
+back the cluster is whole again and Patroni has a leader. A changed setting
+restarts the members one at a time, each healthy again before the next.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from testbed import scenario
+from testbed import patroni, scenario
 
 MEMBERS = ["wops-mol-ha-1", "wops-mol-ha-2", "wops-mol-ha-3"]
 TLS = "/etc/etcd/tls"
@@ -112,6 +113,17 @@ def test_one_member_lost_changes_nothing_two_lost_stop_writes(
                      "/wops-test/two-lost")
     assert local.rc == 0 and local.stdout.strip() == "", (local.stdout, local.stderr)
     assert _etcdctl(last, MEMBERS[2], "get", "/wops-test/one-lost", timeout="3s").rc != 0
+    # Patroni, which keeps its leader lock here, demotes the primary rather
+    # than keep a lock it can no longer renew: within ttl every member's
+    # server is read-only, and at no point do two take writes.
+    deadline = time.monotonic() + 75
+    while True:
+        writable = patroni.primaries(members)
+        assert len(writable) <= 1, f"two primaries without a quorum: {writable}"
+        if not writable or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert writable == [], f"{writable} still took writes 75 s after the quorum was lost"
     # Back: the cluster is whole again, with the write made while one member
     # was lost. (A proposal the client gave up on may still be committed once
     # the quorum is back: the client was told it timed out, not that it failed.)
@@ -121,6 +133,9 @@ def test_one_member_lost_changes_nothing_two_lost_stop_writes(
     kept = _etcdctl(members[MEMBERS[0]], MEMBERS[0], "get", "--print-value-only",
                     "/wops-test/one-lost")
     assert kept.stdout.strip() == "yes", kept.stdout
+    # With the quorum back, Patroni elects a leader again, and the others follow it.
+    leader, _ = patroni.wait_for_leader(members, timeout=120)
+    patroni.wait_for_members(members, leader, replicas=2)
 
 
 def _main_pid(host: Any) -> str:

@@ -1,0 +1,135 @@
+"""Automatic failover under Patroni, and the old primary's way back.
+
+- kill -9 of the leader's postmaster with the default primary_start_timeout
+  (300 s): Patroni starts the server again in place, the lead stays.
+- kill -9 with primary_start_timeout 0 (as an operator who prefers a
+  failover sets it): a replica is promoted, and the old leader rejoins as a
+  replica by itself (pg_rewind when it had diverged).
+- the whole leader host lost (its container killed, etcd member included):
+  a replica is promoted once the leader lock expires (ttl), and the host,
+  started again, rejoins as a replica.
+Each case writes a marker row that both replicas have replayed before the
+fault, and checks it on the new leader (nothing acknowledged by every
+member is lost). The seconds from the fault to the first write the new
+leader takes are printed (pytest -s shows them; the verifier keeps -v).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from testbed import patroni
+from testbed.pg_host import sql
+
+MEMBERS = ["wops-mol-ha-1", "wops-mol-ha-2", "wops-mol-ha-3"]
+
+
+@pytest.fixture()
+def members(hosts: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    chosen = {name: hosts[name] for name in MEMBERS}
+    leader, _ = patroni.wait_for_leader(chosen, timeout=120)
+    patroni.wait_for_members(chosen, leader, replicas=2)
+    yield chosen
+    # Whatever a check took away runs again afterwards.
+    for name in MEMBERS:
+        subprocess.run(["podman", "start", name], capture_output=True, check=False)
+    patroni.patch_config(chosen[patroni.wait_for_leader(chosen, timeout=120)[0]],
+                         {"primary_start_timeout": 300})
+
+
+def _marker(members: dict[str, Any], leader: str, note: str) -> int:
+    """A row written on the leader and replayed on both replicas; its id."""
+    host = members[leader]
+    sql(host, "CREATE TABLE IF NOT EXISTS ha_marker (id serial PRIMARY KEY, note text, "
+        "at timestamptz DEFAULT now())")
+    row = int(sql(host, f"INSERT INTO ha_marker (note) VALUES ('{note}') RETURNING id"))
+    lsn = sql(host, "SELECT pg_current_wal_lsn()")
+    for name, replica in members.items():
+        if name != leader:
+            def replayed(h: Any = replica) -> bool:
+                return sql(h, f"SELECT pg_last_wal_replay_lsn() >= '{lsn}'") == "t"
+            patroni.wait_until(replayed, timeout=30, what=f"{name} replaying {lsn}")
+    return row
+
+
+def _first_write(members: dict[str, Any], exclude: str, timeout: float) -> tuple[str, float]:
+    """The member (not ``exclude``) that took the first write after a fault, and when."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for name, host in members.items():
+            if name == exclude:
+                continue
+            done = host.run("runuser -u postgres -- psql -XAtq -d warehouse -c %s",
+                            "INSERT INTO ha_marker (note) VALUES ('first write after the fault')")
+            if done.rc == 0:
+                return name, time.monotonic()
+        time.sleep(0.5)
+    raise AssertionError(f"no member but {exclude} took a write within {timeout} s")
+
+
+def _timeline(host: Any) -> int:
+    return int(sql(host, "SELECT timeline_id FROM pg_control_checkpoint()", db="postgres"))
+
+
+def test_a_crashed_primary_is_started_again_in_place_by_default(
+        members: dict[str, Any]) -> None:
+    leader, _ = patroni.wait_for_leader(members, timeout=30)
+    row = _marker(members, leader, "before the in-place crash")
+    pid = patroni.postmaster_pid(members[leader])
+    killed = time.monotonic()
+    members[leader].check_output("kill -9 %s", pid)
+
+    def writable() -> bool:
+        done = members[leader].run("runuser -u postgres -- psql -XAtq -d warehouse -c %s",
+                                   "INSERT INTO ha_marker (note) VALUES ('after')")
+        return bool(done.rc == 0)
+
+    took = patroni.wait_until(writable, timeout=90, what=f"{leader} taking writes again")
+    print(f"kill -9, in place: {leader} took writes again {took:.1f} s after the kill")
+    assert patroni.postmaster_pid(members[leader]) != pid
+    assert patroni.wait_for_leader(members, timeout=10)[0] == leader
+    assert sql(members[leader], f"SELECT count(*) FROM ha_marker WHERE id = {row}") == "1"
+    assert time.monotonic() - killed < 90
+
+
+def test_a_crashed_primary_fails_over_and_rejoins_as_a_replica(members: dict[str, Any]) -> None:
+    old, _ = patroni.wait_for_leader(members, timeout=30)
+    patroni.patch_config(members[old], {"primary_start_timeout": 0})
+    time.sleep(12)  # every member's next loop (loop_wait 10) reads the change
+    timeline = _timeline(members[old])
+    row = _marker(members, old, "before the failover")
+    killed = time.monotonic()
+    members[old].check_output("kill -9 %s", patroni.postmaster_pid(members[old]))
+    new, wrote = _first_write(members, exclude=old, timeout=90)
+    print(f"kill -9, failover: {new} took the first write {wrote - killed:.1f} s after the kill")
+    assert wrote - killed < 60
+    assert sql(members[new], f"SELECT count(*) FROM ha_marker WHERE id = {row}") == "1"
+    assert _timeline(members[new]) > timeline
+    # Never two primaries: the old one stays down or follows.
+    assert patroni.primaries(members) == [new]
+    # The old leader comes back as a replica of the new one, by itself.
+    patroni.wait_for_members(members, new, replicas=2, timeout=180)
+    assert patroni.in_recovery(members[old]) is True
+    assert sql(members[old], f"SELECT count(*) FROM ha_marker WHERE id = {row}") == "1"
+
+
+def test_a_lost_leader_host_fails_over_and_the_host_rejoins(members: dict[str, Any]) -> None:
+    old, _ = patroni.wait_for_leader(members, timeout=30)
+    row = _marker(members, old, "before the host was lost")
+    others = {name: host for name, host in members.items() if name != old}
+    lost = time.monotonic()
+    subprocess.run(["podman", "kill", old], capture_output=True, check=True)
+    new, wrote = _first_write(others, exclude=old, timeout=120)
+    print(f"host lost: {new} took the first write {wrote - lost:.1f} s after {old} went down")
+    # The lock expires after ttl (30 s); a member's next loop then promotes.
+    assert wrote - lost < 75
+    assert sql(members[new], f"SELECT count(*) FROM ha_marker WHERE id = {row}") == "1"
+    assert patroni.primaries(others) == [new]
+    subprocess.run(["podman", "start", old], capture_output=True, check=True)
+    patroni.wait_for_members(members, new, replicas=2, timeout=240)
+    assert patroni.in_recovery(members[old]) is True

@@ -1,0 +1,141 @@
+"""A Patroni cluster on the test hosts, as the HA checks read and drive it.
+
+Patroni is asked over its REST API (HTTPS with the project CA, from inside a
+member: the names resolve there), PostgreSQL with psql as the postgres user.
+
+    view = patroni.cluster(hosts["wops-mol-ha-1"])
+    leader = patroni.wait_for_leader(hosts, timeout=90)
+    patroni.wait_for_members(hosts, leader, replicas=2)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from testbed import stack_facts
+
+_FACTS = stack_facts.load()
+# The postgresql role's TLS directory (its certificate serves Patroni too).
+CA = f"{_FACTS['wops_postgresql_conf_dir']}/tls/ca.crt"
+PORT = int(_FACTS["wops_patroni_rest_port"])
+SCOPE = str(_FACTS["wops_patroni_scope"])
+CONFIG = str(_FACTS["wops_patroni_config"])
+PIDFILE = f"{_FACTS['wops_postgresql_data_dir']}/postmaster.pid"
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``check`` every second until it holds; the seconds it took (fails after ``timeout``)."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(1)
+    return time.monotonic() - start
+
+
+def rest(host: Any, name: str, path: str, timeout: int = 5) -> tuple[int, Any]:
+    """GET ``path`` from member ``name``'s REST API, run on ``host``: (status, JSON or None)."""
+    out = host.run("curl -s -m %s --cacert %s -w '\\n%%{http_code}' https://%s:%s%s",
+                   str(timeout), CA, name, str(PORT), path)
+    body, _, code = out.stdout.rpartition("\n")
+    try:
+        parsed = json.loads(body) if body.strip() else None
+    except json.JSONDecodeError:
+        parsed = None
+    return (int(code) if code.strip().isdigit() else 0), parsed
+
+
+def cluster(host: Any, name: str) -> dict[str, Any]:
+    """Member ``name``'s view of the cluster (GET /cluster); {} when it does not answer."""
+    status, view = rest(host, name, "/cluster")
+    return view if status == 200 and isinstance(view, dict) else {}
+
+
+def leader_of(view: Mapping[str, Any]) -> str:
+    """The leader's name in a /cluster view, or ''."""
+    for member in view.get("members", []):
+        if member.get("role") in ("leader", "master", "primary"):
+            return str(member["name"])
+    return ""
+
+
+def in_recovery(host: Any) -> bool | None:
+    """Whether the host's server is a standby; None when it does not answer."""
+    out = host.run("runuser -u postgres -- psql -XAtq -d postgres -c 'SELECT pg_is_in_recovery()'")
+    if out.rc != 0:
+        return None
+    return bool(out.stdout.strip() == "t")
+
+
+def primaries(hosts: Mapping[str, Any]) -> list[str]:
+    """The members whose server runs as a primary (takes writes), by PostgreSQL's own word."""
+    return [name for name, host in hosts.items() if in_recovery(host) is False]
+
+
+def wait_for_leader(hosts: Mapping[str, Any], timeout: float,
+                    exclude: str = "") -> tuple[str, float]:
+    """The member that leads (Patroni's lock and a server taking writes), and when it did.
+
+    ``exclude`` names a member that does not count (a failover must move the
+    lead away from it). Returns (name, time.monotonic() when seen).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for name, host in hosts.items():
+            if name == exclude:
+                continue
+            view = cluster(host, name)
+            if leader_of(view) == name and in_recovery(host) is False:
+                return name, time.monotonic()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no member but {exclude or 'none'} led within {timeout} s")
+        time.sleep(1)
+
+
+def streaming_replicas(leader: Any) -> list[dict[str, str]]:
+    """The leader's streaming standbys (pg_stat_replication), by application name."""
+    out = leader.run(
+        "runuser -u postgres -- psql -XAtq -F '|' -d postgres -c %s",
+        "SELECT application_name, state, coalesce(sync_state, '') FROM pg_stat_replication "
+        "ORDER BY 1")
+    if out.rc != 0:
+        return []
+    rows = []
+    for line in out.stdout.splitlines():
+        name, state, sync = line.split("|")
+        rows.append({"name": name, "state": state, "sync_state": sync})
+    return rows
+
+
+def wait_for_members(hosts: Mapping[str, Any], leader: str, replicas: int,
+                     timeout: float = 180) -> dict[str, Any]:
+    """Wait until ``replicas`` members stream from ``leader`` and Patroni calls each running."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = cluster(hosts[leader], leader)
+        running = [m for m in view.get("members", [])
+                   if m.get("state") in ("running", "streaming") and m.get("name") != leader]
+        streaming = [r for r in streaming_replicas(hosts[leader]) if r["state"] == "streaming"]
+        if leader_of(view) == leader and len(running) >= replicas and len(streaming) >= replicas:
+            return view
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{leader}: {len(streaming)} streaming replicas, {len(running)} "
+                                 f"running, after {timeout} s: {view}")
+        time.sleep(2)
+
+
+def patch_config(host: Any, change: Mapping[str, Any]) -> None:
+    """Change the cluster's dynamic configuration with patronictl (as an operator would)."""
+    pairs = [f"--set={key}={value}" for key, value in change.items()]
+    out = host.run("runuser -u postgres -- patronictl -c %s edit-config %s --force " +
+                   " ".join(["%s"] * len(pairs)), CONFIG, SCOPE, *pairs)
+    assert out.rc == 0, out.stderr
+
+
+def postmaster_pid(host: Any) -> str:
+    """The postmaster's process id (first line of postmaster.pid), or ''."""
+    out = host.run("head -n 1 %s", PIDFILE)
+    return str(out.stdout.strip()) if out.rc == 0 else ""
