@@ -47,7 +47,8 @@ def _marker(members: dict[str, Any], leader: str, note: str) -> int:
     host = members[leader]
     sql(host, "CREATE TABLE IF NOT EXISTS ha_marker (id serial PRIMARY KEY, note text, "
         "at timestamptz DEFAULT now())")
-    row = int(sql(host, f"INSERT INTO ha_marker (note) VALUES ('{note}') RETURNING id"))
+    row = int(sql(host, f"WITH r AS (INSERT INTO ha_marker (note) VALUES ('{note}') RETURNING id) "
+                        "SELECT id FROM r"))
     lsn = sql(host, "SELECT pg_current_wal_lsn()")
     for name, replica in members.items():
         if name != leader:
