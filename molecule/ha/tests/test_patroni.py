@@ -165,9 +165,9 @@ def test_a_failover_under_write_load(members: dict[str, Any], secrets: dict[str,
            f"sslrootcert={patroni.CA} connect_timeout=2 target_session_attrs=read-write")
     prefix = "sync" if synchronous else "async"
     try:
-        with patroni.WriteLoad(client, dsn, 60, prefix,
+        with patroni.WriteLoad(client, dsn, 45, prefix,
                                secrets["vault_postgresql_etl_password"]) as load:
-            time.sleep(15)
+            time.sleep(10)
             killed = time.time()
             members[old].check_output("kill -9 %s", patroni.postmaster_pid(members[old]))
         new, _ = patroni.wait_for_leader(members, timeout=60, exclude=old)
