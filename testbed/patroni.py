@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from testbed import stack_facts
@@ -143,66 +141,6 @@ def postmaster_pid(host: Any) -> str:
     """The postmaster's process id (first line of postmaster.pid), or ''."""
     out = host.run("head -n 1 %s", PIDFILE)
     return str(out.stdout.strip()) if out.rc == 0 else ""
-
-
-class WriteLoad:
-    """testbed/ha_load.py running inside a test host for ``seconds``, as a context manager.
-
-    The password reaches podman through the environment (``--env NAME``
-    takes the caller's value), never an argument. ``result`` holds the
-    script's JSON once the block has ended and the load has run its time.
-    """
-
-    SCRIPT = Path(__file__).resolve().parent / "ha_load.py"
-
-    def __init__(self, host: str, dsn: str, seconds: int, prefix: str, password: str) -> None:
-        self.host, self.dsn, self.seconds, self.prefix = host, dsn, seconds, prefix
-        self._password = password
-        self._proc: subprocess.Popen[str] | None = None
-        self.result: dict[str, Any] = {}
-
-    def __enter__(self) -> WriteLoad:
-        subprocess.run(["podman", "cp", str(self.SCRIPT), f"{self.host}:/root/ha_load.py"],
-                       check=True, capture_output=True)
-        env = {**os.environ, "PGPASSWORD": self._password}
-        self._proc = subprocess.Popen(
-            ["podman", "exec", "--env", "PGPASSWORD", self.host, "python3", "/root/ha_load.py",
-             self.dsn, str(self.seconds), self.prefix],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        assert self._proc is not None
-        out, err = self._proc.communicate(timeout=self.seconds + 120)
-        self.result = json.loads(out) if out.strip() else {"error": err[-2000:]}
-
-    def acked(self) -> set[tuple[str, int]]:
-        """Every (worker, seq) PostgreSQL acknowledged."""
-        return {(name, seq) for name, w in self.result["workers"].items() for seq in w["acked"]}
-
-    def failed(self) -> int:
-        return sum(int(w["failed"]) for w in self.result["workers"].values())
-
-    def first_ok_after_failure(self) -> float:
-        """The latest of the workers' first commits after their failures (all back by then)."""
-        times = [w["first_ok_after_failure"] for w in self.result["workers"].values()
-                 if w["first_ok_after_failure"] is not None]
-        assert times, f"no worker committed after a failure: {self.result}"
-        return float(max(times))
-
-
-def stored(host: Any, prefix: str) -> set[tuple[str, int]]:
-    """The (worker, seq) rows of a load that the host's server holds."""
-    assert prefix.isalnum(), prefix
-    query = "SELECT worker, seq FROM ha_load WHERE worker LIKE '" + prefix + "-%'"  # noqa: S608
-    out = host.run("runuser -u postgres -- psql -XAtq -F '|' -d warehouse -c %s", query)
-    assert out.rc == 0, out.stderr
-    rows = set()
-    for line in out.stdout.splitlines():
-        worker, seq = line.split("|")
-        rows.add((worker, int(seq)))
-    return rows
 
 
 def report(line: str) -> None:
