@@ -129,14 +129,6 @@ def wait_for_members(hosts: Mapping[str, Any], leader: str, replicas: int,
         time.sleep(2)
 
 
-def patch_config(host: Any, change: Mapping[str, Any]) -> None:
-    """Change the cluster's dynamic configuration with patronictl (as an operator would)."""
-    pairs = [f"--set={key}={value}" for key, value in change.items()]
-    out = host.run("runuser -u postgres -- patronictl -c %s edit-config %s --force " +
-                   " ".join(["%s"] * len(pairs)), CONFIG, SCOPE, *pairs)
-    assert out.rc == 0, out.stderr
-
-
 def postmaster_pid(host: Any) -> str:
     """The postmaster's process id (first line of postmaster.pid), or ''."""
     out = host.run("head -n 1 %s", PIDFILE)
