@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -142,3 +143,30 @@ def report(line: str) -> None:
     path.parent.mkdir(exist_ok=True)
     with path.open("a") as f:
         f.write(time.strftime("%Y-%m-%dT%H:%M:%S ") + line + "\n")
+
+
+def _rest_login() -> tuple[str, str]:
+    """The REST API's user (the postgresql role's default) and the vault key of its password."""
+    import yaml  # noqa: PLC0415 - only the changing calls need it
+
+    defaults = yaml.safe_load((Path(__file__).resolve().parent.parent
+                               / "roles/postgresql/defaults/main.yml").read_text())
+    return str(defaults["postgresql_patroni_rest_user"]), str(
+        defaults["postgresql_patroni_rest_password_var"])
+
+
+def patch_config(member: str, changes: Mapping[str, Any], secrets: Mapping[str, str]) -> Any:
+    """PATCH Patroni's dynamic configuration through ``member``'s REST API (run on it).
+
+    The login goes to curl on its standard input (``-K -``), not on a command
+    line. Returns the configuration Patroni answers with.
+    """
+    user, key = _rest_login()
+    login = f'user = "{user}:{secrets[key]}"\n'
+    out = subprocess.run(
+        ["podman", "exec", "-i", member, "curl", "-sS", "-f", "-m", "10", "-K", "-",
+         "--cacert", CA, "-X", "PATCH", "-H", "Content-Type: application/json",
+         "-d", json.dumps(dict(changes)), f"https://{member}:{PORT}/config"],
+        input=login, capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
