@@ -20,7 +20,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -91,3 +94,86 @@ def assert_refused(proc: subprocess.CompletedProcess[str], *texts: str,
     assert not missing, (missing, proc.stdout[-3000:])
     reached = [text for text in not_reached if text in proc.stdout]
     assert not reached, (reached, proc.stdout[-3000:])
+
+
+def run_cases(tmp_path: Path, inventory: str, group: str, cases: Mapping[str, Mapping[str, object]],
+              play: str, *args: str) -> dict[str, tuple[bool, str]]:
+    """Many cases in one run: each case is a host of its own, with the case's variables.
+
+    ``inventory`` is the YAML of the hosts every case shares (local_hosts() and
+    the groups); each case becomes a host named after it in ``group`` and in
+    the group ``cases``, which ``play`` targets, with the case's variables as
+    host variables (values as given: "0" stays a string, as with ``-e k=0``).
+    One ansible-playbook start, one play and role load for every case,
+    instead of one each (a preflight run is mostly that). Returns, per case,
+    whether its host failed and what the run said for it (task names and
+    messages, line folds undone), for the same assertions as a single run.
+    """
+    data = yaml.safe_load(inventory)
+    children = data["all"].setdefault("children", {}) or {}
+    data["all"]["children"] = children
+    target = children.setdefault(group, {}) or {}
+    children[group] = target
+    hosts = target.setdefault("hosts", {}) or {}
+    target["hosts"] = hosts
+    for name, values in cases.items():
+        hosts[name] = dict(values)
+    children["cases"] = {"hosts": {name: None for name in cases}}
+    inventory_file = tmp_path / "cases.yml"
+    inventory_file.write_text(json.dumps(data))
+    proc = run(tmp_path, "", play, *args, inventory=inventory_file,
+               extra_env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+                          "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"})
+    try:
+        report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    except ValueError as error:
+        raise AssertionError(f"no JSON report: {proc.stdout[-2000:]} {proc.stderr[-2000:]}") \
+            from error
+    said: dict[str, list[str]] = {name: [] for name in cases}
+    for play_report in report.get("plays", []):
+        for task in play_report.get("tasks", []):
+            for host, result in task.get("hosts", {}).items():
+                if host in said:
+                    said[host].append(f"TASK [{task['task']['name']}]")
+                    said[host].extend(_messages(result))
+    stats = report.get("stats", {})
+    return {name: (bool(stats.get(name, {}).get("failures", 0)
+                        or stats.get(name, {}).get("unreachable", 0)),
+                   flat("\n".join(said[name])))
+            for name in cases}
+
+
+def _messages(result: object) -> list[str]:
+    """Every ``msg`` in a task result (loop items included), as text."""
+    found: list[str] = []
+    if isinstance(result, dict):
+        for key, value in result.items():
+            if key == "msg":
+                found.extend(str(v) for v in (value if isinstance(value, list) else [value]))
+            elif key == "results":
+                for item in value if isinstance(value, list) else []:
+                    found.extend(_messages(item))
+    return found
+
+
+def cases_refused(results: Mapping[str, tuple[bool, str]],
+                  expected: Mapping[str, tuple[str, ...]],
+                  not_reached: tuple[str, ...] = ()) -> list[str]:
+    """What went wrong with cases that should each have been refused naming its texts.
+
+    An empty list when every case's host failed, its output names each of its
+    texts and none of ``not_reached`` (tasks after the refusal).
+    """
+    problems = []
+    for name, texts in expected.items():
+        failed, out = results[name]
+        if not failed:
+            problems.append(f"{name}: not refused: {out[-1500:]}")
+            continue
+        missing = [text for text in texts if text not in out]
+        if missing:
+            problems.append(f"{name}: does not name {missing}: {out[-1500:]}")
+        reached = [task for task in not_reached if f"TASK [{task}]" in out]
+        if reached:
+            problems.append(f"{name}: reached {reached}")
+    return problems

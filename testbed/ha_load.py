@@ -128,9 +128,9 @@ class Seen:
         """Acknowledged ids the cluster does not hold."""
         return sorted(i for _, i, _ in self.acked if i not in stored)
 
-    def first_ack_after(self, moment: float) -> tuple[float, str] | None:
-        """The first acknowledgement after ``moment`` (test host's clock): (time, server)."""
-        after = [(t, server) for t, _, server in self.acked if t > moment]
+    def first_ack_after(self, moment: float, server: str) -> float | None:
+        """When ``server`` (an address) first acknowledged a write after ``moment`` (host clock)."""
+        after = [t for t, _, by in self.acked if t > moment and by == server]
         return min(after) if after else None
 
     def failed_after(self, moment: float) -> int:

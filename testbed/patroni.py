@@ -170,3 +170,9 @@ def patch_config(member: str, changes: Mapping[str, Any], secrets: Mapping[str, 
         input=login, capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
+
+
+def address(host: Any, name: str) -> str:
+    """The IPv4 address ``name`` resolves to on ``host`` (what inet_server_addr() says over TCP)."""
+    out = host.check_output("getent ahostsv4 %s", name)
+    return str(out.split()[0])

@@ -38,7 +38,9 @@ def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.Compl
         "--check", *extra)
 
 
-@pytest.mark.parametrize(("extra", "workers", "named"), [
+# Each case: the variables it sets (-e k=v as strings, JSON as given), whether
+# the inventory has Celery workers, and what the refusal must name.
+_CASES: list[tuple[list[str], bool, str]] = [
     (["-e", "airflow_executor=KubernetesExecutor"], False, "airflow_executor"),
     (["-e", "airflow_executor=SequentialExecutor"], False, "airflow_executor"),
     # Celery without a broker: no broker host, or no broker password.
@@ -47,7 +49,8 @@ def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.Compl
     (["-e", "airflow_redis_password="], True, "airflow_redis_password"),
     (["-e", "airflow_executor=CeleryExecutor"], False, "airflow_worker"),
     (["-e", "airflow_fernet_key="], False, "airflow_fernet_key"),
-    (["-e", "airflow_fernet_key=not-a-fernet-key"], False, "airflow_fernet_key"),
+    (["-e", "airflow_fernet_key=not-a-fernet-key"], False,
+     "airflow_fernet_key is not a Fernet key (32 url-safe base64 bytes, 44 characters)"),
     (["-e", "airflow_jwt_secret="], False, "airflow_jwt_secret"),
     (["-e", "airflow_version=3.0.0"], False, "airflow_version"),
     (["-e", "airflow_db_host=elsewhere"], False, "airflow_db_host"),
@@ -100,15 +103,41 @@ def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.Compl
      "components api-server, scheduler, dag-processor, triggerer, celery-worker"),
     (["-e", '{"airflow_component_settings": {"scheduler": {"parsing_processes": 2}}}'], False,
      "airflow_component_settings has 'scheduler: {'parsing_processes': 2}'"),
-])
-def test_bad_input_fails_in_preflight(
-        tmp_path: Path, extra: list[str], workers: bool, named: str) -> None:
-    proc = _run(tmp_path, *extra, workers=workers)
-    assert proc.returncode != 0
-    assert named in controller.flat(proc.stdout), proc.stdout[-2000:]
-    # Failed before the first install task.
-    assert "Install Airflow into the release's virtualenv" not in proc.stdout
-    assert "Install Python's venv support and packaging" not in proc.stdout
+]
+
+
+def _case_vars(extra: list[str]) -> dict[str, object]:
+    """The variables of a case's -e arguments (k=v as strings, as -e gives them; JSON typed)."""
+    values: dict[str, object] = {}
+    for arg in extra[1::2]:
+        if arg.startswith("{"):
+            values.update(json.loads(arg))
+        else:
+            key, _, value = arg.partition("=")
+            values[key] = value
+    return values
+
+
+@pytest.mark.parametrize("workers", [False, True])
+def test_bad_input_fails_in_preflight(tmp_path: Path, workers: bool) -> None:
+    """Every case of _CASES for this topology, each a host of one run, refused in preflight."""
+    cases = {f"case{i}": (extra, named) for i, (extra, w, named) in enumerate(_CASES)
+             if w == workers}
+    worker_group = "    airflow_worker:\n      hosts:\n        w1:\n" if workers else ""
+    results = controller.run_cases(
+        tmp_path,
+        controller.local_hosts(variables=f"    warehouse_etl_source_dir: {ROOT}\n{_GOOD_VARS}")
+        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
+        "    pgbouncer:\n      hosts:\n        db1:\n"
+        "    airflow:\n      hosts:\n        af1:\n"
+        f"{worker_group}",
+        "airflow", {name: _case_vars(extra) for name, (extra, _) in cases.items()},
+        "- hosts: cases\n  gather_facts: false\n  roles:\n    - role: airflow\n", "--check")
+    problems = controller.cases_refused(
+        results, {name: (named,) for name, (_, named) in cases.items()},
+        not_reached=("Install Airflow into the release's virtualenv",
+                     "Install Python's venv support and packaging"))
+    assert not problems, "\n".join(problems)
 
 
 def test_good_input_passes_preflight(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ unchanged.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -31,7 +32,8 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         "--check", "--tags", "common_preflight", *extra)
 
 
-@pytest.mark.parametrize(("extra", "named", "fix"), [
+# Each case: its -e arguments, what the refusal names and the fix it gives.
+_CASES: list[tuple[list[str], str, str]] = [
     (_json(common_timezone="Europe Berlin"), "common_timezone (Europe Berlin)",
      "a tzdata name such as Etc/UTC"),
     (["-e", "common_sshd_max_auth_tries=0"], "common_sshd_max_auth_tries is 0",
@@ -56,12 +58,25 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
      "write the package index as an http://, https:// or file:// URL"),
     (_json(common_sshd_allow_groups=["root", "wops-no-such-group"]),
      "common_sshd_allow_groups lists wops-no-such-group", "Create the group first"),
-])
-def test_bad_input_fails_in_preflight(
-        tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
-    proc = _run(tmp_path, *extra)
-    # Failed before the first install task.
-    controller.assert_refused(proc, named, fix, not_reached=("Install base packages",))
+]
+
+
+def test_bad_input_fails_in_preflight(tmp_path: Path) -> None:
+    """Every case of _CASES a host of one run, each refused before the first install task."""
+    cases = {f"case{i}": (extra, texts) for i, (extra, *texts) in enumerate(_CASES)}
+    results = controller.run_cases(
+        tmp_path,
+        "all:\n  vars:\n    ansible_connection: local\n"
+        f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
+        "    wops_environment: dev\n",
+        "probes", {name: json.loads(extra[1]) if extra[1].startswith("{")
+                   else dict([extra[1].split("=", 1)]) for name, (extra, _) in cases.items()},
+        "- name: Base configuration\n  hosts: cases\n  roles:\n    - role: common\n",
+        "--check", "--tags", "common_preflight")
+    problems = controller.cases_refused(
+        results, {name: tuple(texts) for name, (_, texts) in cases.items()},
+        not_reached=("Install base packages",))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("extra", [

@@ -36,7 +36,8 @@ def test_every_bad_input_is_named_in_one_run(tmp_path: Path) -> None:
         "haproxy_members names db9, not hosts of this inventory",
         "haproxy_primary_port (6432) and haproxy_replica_port (5001) must be two different TCP "
         "ports, 1 to 65535, and neither pgBouncer's (6432)",
-        "haproxy_check_timeout_ms (2000) must be above 0 and below haproxy_check_interval_ms (1000)",
+        "haproxy_check_timeout_ms (2000) must be above 0 and below "
+        "haproxy_check_interval_ms (1000)",
         "haproxy_check_fall (0) and haproxy_check_rise (2) must be 1 or more",
         "haproxy_idle_timeout (300 s) must be longer than pgbouncer_server_idle_timeout (600 s)",
         "haproxy_replica_max_lag (-1) must be 0 or more bytes",

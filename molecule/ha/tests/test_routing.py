@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from testbed import ha_load, patroni
-from testbed.pg_host import sql
 
 MEMBERS = ["wops-mol-ha-1", "wops-mol-ha-2", "wops-mol-ha-3"]
 PGBOUNCER_PORT = 6432
@@ -53,9 +52,8 @@ def _route_states(host: Any) -> dict[str, dict[str, str]]:
 
 def test_every_pgbouncer_reaches_the_leader_and_the_replicas(members: dict[str, Any]) -> None:
     leader, _ = patroni.wait_for_leader(members, timeout=30)
-    leader_address = sql(members[leader], "SELECT inet_server_addr()", db="postgres")
-    replica_addresses = {sql(members[n], "SELECT inet_server_addr()", db="postgres")
-                         for n in members if n != leader}
+    leader_address = patroni.address(members[leader], leader)
+    replica_addresses = {patroni.address(members[leader], n) for n in members if n != leader}
     for name, host in members.items():
         assert _through_pgbouncer(host, "warehouse") == (leader_address, "f"), name
         address, recovery = _through_pgbouncer(host, "warehouse_ro")
