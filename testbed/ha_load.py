@@ -56,6 +56,7 @@ class _Run:
     deadline: float
     out: dict[str, Any]
     lock: threading.Lock
+    stop_file: str
 
 
 def _client(run: _Run, number: int) -> None:
@@ -64,7 +65,13 @@ def _client(run: _Run, number: int) -> None:
     failed: list[tuple[float, str]] = []
     conn = None
     insert = f"INSERT INTO {TABLE} (load, client) VALUES (%s, %s) RETURNING id, server"  # noqa: S608
+    stop = Path(run.stop_file)
+    checked = 0.0
     while time.time() < deadline:
+        if time.time() - checked > 0.5:
+            checked = time.time()
+            if stop.exists():
+                break
         try:
             if conn is None:
                 conn = psycopg2.connect(dsn)
@@ -88,13 +95,16 @@ def _client(run: _Run, number: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """On the test host: ``ha_load.py <name> <clients> <seconds> <pgbouncer port> <report>``."""
+    """On the test host: ``ha_load.py <name> <clients> <seconds> <pgbouncer port> <report>``.
+
+    The clients stop after ``seconds``, or once ``<report>.stop`` exists.
+    """
     name, clients, seconds, port, report = argv
     psycopg2 = importlib.import_module("psycopg2")
     out: dict[str, Any] = {"acked": [], "failed": [], "started": time.time()}
     lock = threading.Lock()
     deadline = time.time() + float(seconds)
-    run = _Run(psycopg2, DSN.format(port=port), name, deadline, out, lock)
+    run = _Run(psycopg2, DSN.format(port=port), name, deadline, out, lock, report + ".stop")
     threads = [threading.Thread(target=_client, args=(run, n)) for n in range(int(clients))]
     for thread in threads:
         thread.start()
@@ -158,9 +168,13 @@ class WriteLoad:
         """Copy the script and etl's password file (0600, no argument carries it), and start."""
         self._exec("sh", "-c", f"cat > {REMOTE}", stdin=Path(__file__).read_text())
         write_pgpass(self.host, self.port, self._password)
-        self._exec("rm", "-f", self.report)
+        self._exec("rm", "-f", self.report, self.report + ".stop")
         subprocess.run(["podman", "exec", "-d", self.host, "python3", REMOTE, self.name,
                         str(clients), str(seconds), str(self.port), self.report], check=True)
+
+    def stop(self) -> None:
+        """End the load now (it ends by itself after the seconds given to start())."""
+        self._exec("touch", self.report + ".stop")
 
     def now(self) -> float:
         """The test host's clock (the load's timestamps are on it)."""
