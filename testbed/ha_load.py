@@ -40,7 +40,7 @@ TABLE = "ha_load"
 DSN = ("host=127.0.0.1 port={port} dbname=warehouse user=etl sslmode=verify-full "
        "sslrootcert=/etc/pgbouncer/tls/ca.crt connect_timeout=2 application_name=ha_load")
 CREATE = (f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigserial PRIMARY KEY, load text NOT NULL, "
-          "client int NOT NULL, server text DEFAULT inet_server_addr()::text, "
+          "client int NOT NULL, server text DEFAULT host(inet_server_addr()), "
           "at timestamptz DEFAULT clock_timestamp()); "
           f"GRANT SELECT, INSERT ON {TABLE} TO etl; "
           f"GRANT USAGE ON SEQUENCE {TABLE}_id_seq TO etl")
