@@ -177,3 +177,15 @@ def cases_refused(results: Mapping[str, tuple[bool, str]],
         if reached:
             problems.append(f"{name}: reached {reached}")
     return problems
+
+
+def vars_of(extra: list[str]) -> dict[str, object]:
+    """The variables of ``-e`` arguments: ``k=v`` as strings (as -e gives them), JSON typed."""
+    values: dict[str, object] = {}
+    for arg in extra[1::2]:
+        if arg.startswith("{"):
+            values.update(json.loads(arg))
+        else:
+            key, _, value = arg.partition("=")
+            values[key] = value
+    return values

@@ -106,18 +106,6 @@ _CASES: list[tuple[list[str], bool, str]] = [
 ]
 
 
-def _case_vars(extra: list[str]) -> dict[str, object]:
-    """The variables of a case's -e arguments (k=v as strings, as -e gives them; JSON typed)."""
-    values: dict[str, object] = {}
-    for arg in extra[1::2]:
-        if arg.startswith("{"):
-            values.update(json.loads(arg))
-        else:
-            key, _, value = arg.partition("=")
-            values[key] = value
-    return values
-
-
 @pytest.mark.parametrize("workers", [False, True])
 def test_bad_input_fails_in_preflight(tmp_path: Path, workers: bool) -> None:
     """Every case of _CASES for this topology, each a host of one run, refused in preflight."""
@@ -131,7 +119,7 @@ def test_bad_input_fails_in_preflight(tmp_path: Path, workers: bool) -> None:
         "    pgbouncer:\n      hosts:\n        db1:\n"
         "    airflow:\n      hosts:\n        af1:\n"
         f"{worker_group}",
-        "airflow", {name: _case_vars(extra) for name, (extra, _) in cases.items()},
+        "airflow", {name: controller.vars_of(extra) for name, (extra, _) in cases.items()},
         "- hosts: cases\n  gather_facts: false\n  roles:\n    - role: airflow\n", "--check")
     problems = controller.cases_refused(
         results, {name: (named,) for name, (_, named) in cases.items()},

@@ -10,7 +10,6 @@ unchanged.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -69,8 +68,7 @@ def test_bad_input_fails_in_preflight(tmp_path: Path) -> None:
         "all:\n  vars:\n    ansible_connection: local\n"
         f"    ansible_python_interpreter: {ROOT}/.venv/bin/python\n"
         "    wops_environment: dev\n",
-        "probes", {name: json.loads(extra[1]) if extra[1].startswith("{")
-                   else dict([extra[1].split("=", 1)]) for name, (extra, _) in cases.items()},
+        "probes", {name: controller.vars_of(extra) for name, (extra, _) in cases.items()},
         "- name: Base configuration\n  hosts: cases\n  roles:\n    - role: common\n",
         "--check", "--tags", "common_preflight")
     problems = controller.cases_refused(

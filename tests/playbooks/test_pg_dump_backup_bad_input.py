@@ -32,7 +32,8 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         "--check", "--tags", "pg_dump_backup_preflight", *extra)
 
 
-@pytest.mark.parametrize(("extra", "named", "fix"), [
+# Each case: its -e arguments, what the refusal names and the fix it gives.
+_CASES: list[tuple[list[str], str, str]] = [
     (["-e", "pg_dump_backup_host=db9"], "pg_dump_backup_host ('db9')",
      "must be an inventory host"),
     (["-e", "pg_dump_backup_retention_daily=0"], "pg_dump_backup_retention_daily",
@@ -49,13 +50,25 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     # No schedule: the timer would never fire.
     (_json(pg_dump_backup_schedule=""), "pg_dump_backup_schedule is",
      "does not accept as an OnCalendar expression"),
-])
-def test_bad_input_fails_in_preflight(
-        tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
-    proc = _run(tmp_path, *extra)
-    # Failed before the first install task.
-    controller.assert_refused(proc, named, fix, not_reached=(
-        "Install the PostgreSQL client binaries", "Install the dump tool"))
+]
+
+
+def test_bad_input_fails_in_preflight(tmp_path: Path) -> None:
+    """Every case of _CASES a backup host of one run, each refused before the first install."""
+    cases = {f"case{i}": (extra, texts) for i, (extra, *texts) in enumerate(_CASES)}
+    results = controller.run_cases(
+        tmp_path,
+        controller.local_hosts(variables=(
+            "    vault_postgresql_backup_password: not-a-real-secret\n"
+            "    pg_dump_backup_sslmode: require\n"))
+        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n",
+        "backup", {name: controller.vars_of(extra) for name, (extra, _) in cases.items()},
+        "- name: Logical backups\n  hosts: cases\n  roles:\n    - role: pg_dump_backup\n",
+        "--check", "--tags", "pg_dump_backup_preflight")
+    problems = controller.cases_refused(
+        results, {name: tuple(texts) for name, (_, texts) in cases.items()},
+        not_reached=("Install the PostgreSQL client binaries", "Install the dump tool"))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("extra", [
