@@ -44,7 +44,8 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         PLAY, "--check", *extra)
 
 
-@pytest.mark.parametrize(("extra", "named", "fix"), [
+# Each case: its -e arguments, what the refusal names and the fix it gives.
+_CASES: list[tuple[list[str], str, str]] = [
     (["-e", "warehouse_etl_max_reject_ratio=1.5"], "warehouse_etl_max_reject_ratio",
      "must be within 0..1 (is 1.5)"),
     (["-e", "warehouse_etl_db_port=0"], "warehouse_etl_db_port is 0", "1 to 65535"),
@@ -62,11 +63,24 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     (_json(warehouse_etl_pushgateway_url="http://pushgw:9091 http://other:9091"),
      "warehouse_etl_pushgateway_url is 'http://pushgw:9091 http://other:9091'",
      "its metrics are lost"),
-])
-def test_bad_input_fails_in_preflight(
-        tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
-    proc = _run(tmp_path, *extra)
-    controller.assert_refused(proc, named, fix, not_reached=("PAST THE PREFLIGHT",))
+]
+
+
+def test_bad_input_fails_in_preflight(tmp_path: Path) -> None:
+    """Every case of _CASES a host of one run, each refused by the preflight."""
+    cases = {f"case{i}": (extra, texts) for i, (extra, *texts) in enumerate(_CASES)}
+    results = controller.run_cases(
+        tmp_path,
+        controller.local_hosts(variables=(
+            f"    warehouse_etl_source_dir: {ROOT}\n"
+            "    vault_postgresql_etl_password: not-a-real-secret\n"))
+        + "  children:\n    pgbouncer:\n      hosts:\n        db1:\n",
+        "probes", {name: controller.vars_of(extra) for name, (extra, _) in cases.items()},
+        PLAY.replace("hosts: probe", "hosts: cases"), "--check")
+    problems = controller.cases_refused(
+        results, {name: tuple(texts) for name, (_, texts) in cases.items()},
+        not_reached=("Past the preflight",))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("extra", [
