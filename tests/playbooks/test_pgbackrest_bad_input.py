@@ -36,7 +36,8 @@ _S3 = {"pgbackrest_repo_type": "s3", "pgbackrest_repo_s3_bucket": "backups",
        "pgbackrest_repo_s3_key_secret": "not-a-secret"}
 
 
-@pytest.mark.parametrize(("extra", "named", "fix"), [
+# Each case: its -e arguments, what the refusal names and the fix it gives.
+_CASES: list[tuple[list[str], str, str]] = [
     (["-e", "pgbackrest_pg_port=70000"], "pgbackrest_pg_port is 70000", "1 to 65535"),
     (["-e", "pgbackrest_archive_timeout=0"], "pgbackrest_archive_timeout is 0", "at least 1"),
     (["-e", "pgbackrest_archive_check_timeout=0"], "pgbackrest_archive_check_timeout is 0",
@@ -72,12 +73,26 @@ _S3 = {"pgbackrest_repo_type": "s3", "pgbackrest_repo_s3_bucket": "backups",
      "vault_pgbackrest_cipher_pass"),
     (_json(**_S3, pgbackrest_repo_s3_endpoint="https://s3.eu-west-1.amazonaws.com"),
      "pgbackrest_repo_s3_endpoint is 'https://s3.eu-west-1.amazonaws.com'", "without https://"),
-])
-def test_bad_input_fails_in_preflight(
-        tmp_path: Path, extra: list[str], named: str, fix: str) -> None:
-    proc = _run(tmp_path, *extra)
-    # Failed before the first install task.
-    controller.assert_refused(proc, named, fix, not_reached=("Install pgBackRest",))
+]
+
+
+def test_bad_input_fails_in_preflight(tmp_path: Path) -> None:
+    """Every case of _CASES a repository host of one run, each refused before the install."""
+    cases = {f"case{i}": (extra, texts) for i, (extra, *texts) in enumerate(_CASES)}
+    results = controller.run_cases(
+        tmp_path,
+        controller.local_hosts(
+            become_su=True, variables="    pgbackrest_cipher_pass: not-a-real-passphrase-0123\n")
+        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n",
+        # Each case is its own repository host.
+        "backup", {name: {"pgbackrest_repo_host": name, **controller.vars_of(extra)}
+                   for name, (extra, _) in cases.items()},
+        "- name: pgBackRest\n  hosts: cases\n  roles:\n    - role: pgbackrest\n",
+        "--check", "--tags", "pgbackrest_preflight")
+    problems = controller.cases_refused(
+        results, {name: tuple(texts) for name, (_, texts) in cases.items()},
+        not_reached=("Install pgBackRest",))
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("extra", [
