@@ -25,15 +25,19 @@ _GOOD_VARS = (
 )
 
 
-def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.CompletedProcess[str]:
+def _inventory(workers: bool) -> str:
+    """A primary with pgBouncer, an Airflow host and, with ``workers``, a Celery worker."""
     worker_group = "    airflow_worker:\n      hosts:\n        w1:\n" if workers else ""
+    return (controller.local_hosts(variables=f"    warehouse_etl_source_dir: {ROOT}\n{_GOOD_VARS}")
+            + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
+            "    pgbouncer:\n      hosts:\n        db1:\n"
+            "    airflow:\n      hosts:\n        af1:\n"
+            f"{worker_group}")
+
+
+def _run(tmp_path: Path, *extra: str, workers: bool = False) -> subprocess.CompletedProcess[str]:
     return controller.run(
-        tmp_path,
-        controller.local_hosts(variables=f"    warehouse_etl_source_dir: {ROOT}\n{_GOOD_VARS}")
-        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
-        "    pgbouncer:\n      hosts:\n        db1:\n"
-        "    airflow:\n      hosts:\n        af1:\n"
-        f"{worker_group}",
+        tmp_path, _inventory(workers),
         "- hosts: af1\n  gather_facts: false\n  roles:\n    - role: airflow\n",
         "--check", *extra)
 
@@ -111,15 +115,9 @@ def test_bad_input_fails_in_preflight(tmp_path: Path, workers: bool) -> None:
     """Every case of _CASES for this topology, each a host of one run, refused in preflight."""
     cases = {f"case{i}": (extra, named) for i, (extra, w, named) in enumerate(_CASES)
              if w == workers}
-    worker_group = "    airflow_worker:\n      hosts:\n        w1:\n" if workers else ""
     results = controller.run_cases(
-        tmp_path,
-        controller.local_hosts(variables=f"    warehouse_etl_source_dir: {ROOT}\n{_GOOD_VARS}")
-        + "  children:\n    postgres_primary:\n      hosts:\n        db1:\n"
-        "    pgbouncer:\n      hosts:\n        db1:\n"
-        "    airflow:\n      hosts:\n        af1:\n"
-        f"{worker_group}",
-        "airflow", {name: controller.vars_of(extra) for name, (extra, _) in cases.items()},
+        tmp_path, _inventory(workers), "airflow",
+        {name: controller.vars_of(extra) for name, (extra, _) in cases.items()},
         "- hosts: cases\n  gather_facts: false\n  roles:\n    - role: airflow\n", "--check")
     problems = controller.cases_refused(
         results, {name: (named,) for name, (_, named) in cases.items()},
