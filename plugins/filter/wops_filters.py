@@ -187,9 +187,31 @@ def wops_patroni_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -
     return patch
 
 
+_LEADER_ROLES = ("leader", "master", "primary")
+
+
+def wops_patroni_leader(views: Any) -> str:
+    """The member the first Patroni /cluster view that names one calls the leader, or ''.
+
+    ``views`` is a list of /cluster answers (dicts with ``members``; others,
+    such as members that did not answer, are skipped), in the order they
+    were asked:
+
+        {{ _views.results | map(attribute='json', default={}) | list | wops_patroni_leader }}
+    """
+    for view in views or []:
+        if not isinstance(view, Mapping):
+            continue
+        for member in view.get("members") or []:
+            if isinstance(member, Mapping) and member.get("role") in _LEADER_ROLES:
+                return str(member.get("name", ""))
+    return ""
+
+
 class FilterModule:
     """The stack's filters."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
-        return {"wops_address": wops_address, "wops_patroni_patch": wops_patroni_patch,
+        return {"wops_address": wops_address, "wops_patroni_leader": wops_patroni_leader,
+                "wops_patroni_patch": wops_patroni_patch,
                 "wops_problems": wops_problems, "wops_scram_verifier": wops_scram_verifier}

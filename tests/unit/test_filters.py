@@ -18,6 +18,7 @@ sys.path.insert(0, str(ROOT / "plugins/filter"))
 from wops_filters import (  # noqa: E402
     FilterModule,
     wops_address,
+    wops_patroni_leader,
     wops_patroni_patch,
     wops_problems,
     wops_scram_verifier,
@@ -144,3 +145,19 @@ def test_patroni_patch_sets_what_differs_and_removes_hand_set_parameters() -> No
 def test_patroni_patch_refuses_what_is_not_a_configuration() -> None:
     with pytest.raises(TypeError, match="mappings"):
         wops_patroni_patch("ttl: 30", {})  # type: ignore[arg-type]
+
+
+def test_patroni_leader_is_the_first_view_naming_one() -> None:
+    down: dict[str, Any] = {}
+    replicas_only = {"members": [{"name": "db2", "role": "replica"}]}
+    led = {"members": [{"name": "db2", "role": "replica"}, {"name": "db3", "role": "leader"}]}
+    other = {"members": [{"name": "db1", "role": "leader"}]}
+    assert wops_patroni_leader([down, replicas_only, led, other]) == "db3"
+    # Patroni 2 said master, newer releases primary.
+    assert wops_patroni_leader([{"members": [{"name": "db1", "role": "master"}]}]) == "db1"
+
+
+def test_patroni_leader_is_empty_when_no_view_names_one() -> None:
+    assert wops_patroni_leader([]) == ""
+    assert wops_patroni_leader([{}, None, {"members": [{"name": "db2", "role": "replica"}]}]) == ""
+    assert FilterModule().filters()["wops_patroni_leader"] is wops_patroni_leader
